@@ -1,0 +1,1 @@
+"""Drift and performance monitoring for PyTorch models, native to MLflow."""
