@@ -1,0 +1,59 @@
+"""Turn raw column chunks into clean arrays, or say exactly which value is wrong.
+
+Shared by reference fitting and batch profiling so both read values the same way.
+Row numbers in messages are 0-based positions in the whole source (chunk offset + index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from monitoring.errors import DtypeMismatchError, InvalidValueError
+
+
+def numeric_values(series: pd.Series, *, column: str, offset: int, where: str) -> np.ndarray:
+    """Float64 values of a numeric column; NaN marks missing. inf and text are errors."""
+    if pd.api.types.is_bool_dtype(series):
+        raise DtypeMismatchError(
+            f"{where}: column {column!r} is boolean where a number is expected"
+        )
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series, errors="coerce")
+        bad = converted.isna().to_numpy() & series.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DtypeMismatchError(
+                f"{where}: column {column!r} must be numeric, but row {offset + row} holds "
+                f"{series.iloc[row]!r}"
+            )
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raise InvalidValueError(
+            f"{where}: column {column!r} holds an infinite value at row {offset + row} "
+            f"({int(infinite.sum())} in this chunk); replace it or mark it missing"
+        )
+    return values
+
+
+def label_values(series: pd.Series) -> pd.Series:
+    """Values of a categorical column (or class labels) as strings; missing stays NaN.
+
+    Whole floats print as integers, so a label column read as 1.0 from one source and
+    1 from another is the same category "1".
+    """
+    if pd.api.types.is_float_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values)
+        if np.all(values[finite] == np.round(values[finite])):
+            out = pd.Series(np.full(len(series), np.nan, dtype=object), index=series.index)
+            out[finite] = values[finite].astype(np.int64).astype(str)
+            return out
+    mask = series.notna()
+    out = series.astype(object).where(mask, np.nan)
+    out[mask] = out[mask].astype(str)
+    return out

@@ -1,0 +1,231 @@
+"""Typed configuration: one schema that the TOML file, CLI flags and Python all build.
+
+Every value is checked when the object is built, with one message formula:
+"`drift.bins` must be an integer >= 2, got 1". The tracking store itself is MLflow's own
+`MLFLOW_TRACKING_URI` when set; `tracking.uri` is only the fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitoring.errors import ConfigError
+from monitoring.stats.registry import CATEGORICAL, METHODS, NUMERICAL
+
+TASKS = ("classification", "regression")
+
+
+def _fail(key: str, requirement: str, value: object) -> ConfigError:
+    return ConfigError(f"`{key}` must be {requirement}, got {value!r}")
+
+
+def _check_int(key: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(key, f"an integer >= {minimum}", value)
+
+
+def _check_fraction(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise _fail(key, "a number between 0 and 1 (exclusive)", value)
+
+
+def _check_methods(key: str, names: tuple[str, ...], feature_type: str) -> None:
+    for name in names:
+        if name not in METHODS:
+            raise _fail(key, f"a list of registered methods ({', '.join(sorted(METHODS))})", name)
+        if feature_type not in METHODS[name].feature_types:
+            raise ConfigError(f"`{key}`: method {name!r} does not apply to {feature_type} features")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """How reference and batch are compared. See docs in mlruns_config/monitoring.toml."""
+
+    bins: int = 10
+    smoothing: float = 0.5
+    max_categories: int = 50
+    numerical_methods: tuple[str, ...] = (
+        "kl",
+        "psi",
+        "js",
+        "hellinger",
+        "ks",
+        "wasserstein",
+        "wasserstein_scaled",
+    )
+    categorical_methods: tuple[str, ...] = ("kl", "psi", "js", "hellinger", "chi2")
+    numerical_decision: str = "psi"
+    categorical_decision: str = "psi"
+    missing_rate_threshold: float = 0.1
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    max_support: int = 200_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("drift.bins", self.bins, 2)
+        _check_int("drift.max_categories", self.max_categories, 1)
+        _check_int("drift.max_support", self.max_support, 100)
+        if (
+            isinstance(self.smoothing, bool)
+            or not isinstance(self.smoothing, int | float)
+            or self.smoothing < 0
+        ):
+            raise _fail("drift.smoothing", "a number >= 0", self.smoothing)
+        _check_fraction("drift.missing_rate_threshold", self.missing_rate_threshold)
+        object.__setattr__(self, "numerical_methods", tuple(self.numerical_methods))
+        object.__setattr__(self, "categorical_methods", tuple(self.categorical_methods))
+        _check_methods("drift.numerical_methods", self.numerical_methods, NUMERICAL)
+        _check_methods("drift.categorical_methods", self.categorical_methods, CATEGORICAL)
+        _check_methods("drift.numerical_decision", (self.numerical_decision,), NUMERICAL)
+        _check_methods("drift.categorical_decision", (self.categorical_decision,), CATEGORICAL)
+        for name, value in dict(self.thresholds).items():
+            if name not in METHODS:
+                raise _fail("drift.thresholds", "keyed by registered methods", name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise _fail(f"drift.thresholds.{name}", "a number >= 0", value)
+        object.__setattr__(self, "thresholds", dict(self.thresholds))
+
+    def threshold(self, method: str) -> float:
+        """The threshold in force for `method`: configured, else the registry's default."""
+        return float(self.thresholds.get(method, METHODS[method].default_threshold))
+
+    def methods_for(self, feature_type: str) -> tuple[str, ...]:
+        """Methods computed for a feature type, the decision method always included."""
+        if feature_type == NUMERICAL:
+            names, decision = self.numerical_methods, self.numerical_decision
+        else:
+            names, decision = self.categorical_methods, self.categorical_decision
+        return names if decision in names else (*names, decision)
+
+    def decision_for(self, feature_type: str) -> str:
+        return self.numerical_decision if feature_type == NUMERICAL else self.categorical_decision
+
+
+@dataclass(frozen=True)
+class SchemaConfig:
+    """Column roles. Anything left empty is inferred from the reference (and reported)."""
+
+    id: str | None = None
+    timestamp: str | None = None
+    target: str | None = None
+    prediction: str | None = None
+    prediction_scores: Mapping[str, str] = field(default_factory=dict)
+    numerical: tuple[str, ...] | None = None
+    categorical: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    task: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise _fail("schema.task", f"one of {', '.join(TASKS)}", self.task)
+        for name in ("numerical", "categorical"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "prediction_scores", dict(self.prediction_scores))
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How a batch is read and what is kept of it."""
+
+    chunk_size: int = 100_000
+    worst_k: int = 20
+    plot_top_features: int = 6
+
+    def __post_init__(self) -> None:
+        _check_int("evaluation.chunk_size", self.chunk_size, 1)
+        _check_int("evaluation.worst_k", self.worst_k, 0)
+        _check_int("evaluation.plot_top_features", self.plot_top_features, 0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where runs go. `uri` is used only when MLFLOW_TRACKING_URI is unset."""
+
+    uri: str | None = None
+    experiment: str = "monitoring-{model_name}"
+
+    def __post_init__(self) -> None:
+        if not self.experiment:
+            raise _fail("tracking.experiment", "a non-empty name", self.experiment)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The whole configuration."""
+
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    schema: SchemaConfig = field(default_factory=SchemaConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def replace(self, section: str, **changes: Any) -> MonitoringConfig:
+        """A copy with some fields of one section changed (None values are ignored)."""
+        kept = {key: value for key, value in changes.items() if value is not None}
+        if not kept:
+            return self
+        updated = dataclasses.replace(getattr(self, section), **kept)
+        return dataclasses.replace(self, **{section: updated})
+
+    def flat(self) -> dict[str, str]:
+        """The effective configuration as `section.key` -> string, for MLflow params."""
+        out: dict[str, str] = {}
+        for section in dataclasses.fields(self):
+            for item in dataclasses.fields(getattr(self, section.name)):
+                value = getattr(getattr(self, section.name), item.name)
+                if isinstance(value, tuple):
+                    value = ",".join(value)
+                elif isinstance(value, Mapping):
+                    value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+                out[f"{section.name}.{item.name}"] = str(value)
+        return out
+
+
+_SECTIONS = {
+    "drift": DriftConfig,
+    "schema": SchemaConfig,
+    "evaluation": EvaluationConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def config_from_mapping(data: Mapping[str, Any], *, origin: str = "config") -> MonitoringConfig:
+    """Build the config from nested dicts (a parsed TOML file); unknown keys are errors."""
+    sections: dict[str, Any] = {}
+    for name, values in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{name}]; known: {', '.join(_SECTIONS)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{name}] must be a table")
+        known = {f.name for f in dataclasses.fields(_SECTIONS[name])}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{origin}: unknown key `{name}.{unknown[0]}`; known: {', '.join(sorted(known))}"
+            )
+        try:
+            sections[name] = _SECTIONS[name](**values)
+        except TypeError as error:
+            raise ConfigError(f"{origin}: [{name}]: {error}") from error
+    return MonitoringConfig(**sections)
+
+
+def load_config(path: str | Path | None) -> MonitoringConfig:
+    """Read a TOML config file; None gives the defaults."""
+    if path is None:
+        return MonitoringConfig()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {file} is not valid TOML: {error}") from error
+    return config_from_mapping(data, origin=str(file))

@@ -1,0 +1,307 @@
+"""The reference: fitted once, then every batch is measured on its fixed scale.
+
+Fitting reads the reference source in one pass and keeps, per monitored column, what the
+statistics need: quantile bin edges and counts, the sorted distinct values for exact KS and
+Wasserstein (at most `drift.max_support` of them, a seeded subsample beyond that),
+category vocabularies, missing counts, mean and standard deviation. The result is
+identified by a digest of that content, so the same data and settings give the same id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from monitoring.columns import label_values, numeric_values
+from monitoring.config import DriftConfig, SchemaConfig
+from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
+from monitoring.schema import Schema, check_columns, infer_schema
+from monitoring.stats.histogram import bin_counts, quantile_edges
+
+FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
+
+
+@dataclass(frozen=True)
+class NumericalProfile:
+    """A numeric column of the reference, summarised for every numeric method."""
+
+    column: str
+    role: str
+    edges: np.ndarray
+    counts: np.ndarray
+    support: np.ndarray
+    support_counts: np.ndarray
+    n: int
+    n_missing: int
+    mean: float
+    std: float
+    kind: str = field(default="numerical", init=False)
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / max(self.n + self.n_missing, 1)
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """A categorical column: counts over the vocabulary, then the unseen bucket (always 0)."""
+
+    column: str
+    role: str
+    vocabulary: tuple[str, ...]
+    counts: np.ndarray
+    n: int
+    n_missing: int
+    kind: str = field(default="categorical", init=False)
+
+    @property
+    def missing_rate(self) -> float:
+        return self.n_missing / max(self.n + self.n_missing, 1)
+
+
+Profile = NumericalProfile | CategoricalProfile
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fitted reference (make one with `monitoring.fit_reference`); `id` is its digest."""
+
+    schema: Schema
+    profiles: Mapping[str, Profile]
+    n_rows: int
+    classes: tuple[str, ...]
+    bins: int
+    smoothing: float
+    max_categories: int
+    source: str
+    notes: tuple[str, ...] = ()
+    id: str = ""
+
+    def profile(self, column: str) -> Profile:
+        return self.profiles[column]
+
+    def columns_with_role(self, role: str) -> list[str]:
+        return [c for c, p in self.profiles.items() if p.role == role]
+
+    def digest(self) -> str:
+        """sha256 over the fitted content (not the source description)."""
+        h = hashlib.sha256()
+        meta = {
+            "schema": self.schema.to_dict(),
+            "classes": list(self.classes),
+            "bins": self.bins,
+            "smoothing": self.smoothing,
+            "max_categories": self.max_categories,
+            "n_rows": self.n_rows,
+        }
+        h.update(json.dumps(meta, sort_keys=True).encode())
+        for column in sorted(self.profiles):
+            p = self.profiles[column]
+            h.update(f"{column}|{p.role}|{p.kind}|{p.n}|{p.n_missing}".encode())
+            if isinstance(p, NumericalProfile):
+                for array in (p.edges, p.counts, p.support, p.support_counts):
+                    h.update(np.ascontiguousarray(array).tobytes())
+            else:
+                h.update("\x1f".join(p.vocabulary).encode())
+                h.update(np.ascontiguousarray(p.counts).tobytes())
+        return h.hexdigest()[:16]
+
+
+class _NumericCollector:
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.n_missing = 0
+
+    def add(self, values: np.ndarray) -> None:
+        missing = np.isnan(values)
+        self.n_missing += int(missing.sum())
+        self.parts.append(values[~missing])
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.empty(0)
+
+
+class _CategoryCollector:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.n_missing = 0
+
+    def add(self, values: pd.Series) -> None:
+        self.n_missing += int(values.isna().sum())
+        self.counts.update(values.dropna().value_counts().to_dict())
+
+
+def _numeric_profile(
+    column: str, role: str, collector: _NumericCollector, drift: DriftConfig
+) -> NumericalProfile:
+    values = collector.values()
+    edges = quantile_edges(values, bins=drift.bins)
+    sample = values
+    if values.size > drift.max_support:
+        rng = np.random.default_rng(drift.seed)
+        sample = rng.choice(values, size=drift.max_support, replace=False)
+    support, support_counts = np.unique(sample, return_counts=True)
+    return NumericalProfile(
+        column=column,
+        role=role,
+        edges=edges,
+        counts=bin_counts(values, edges),
+        support=support,
+        support_counts=support_counts.astype(np.int64),
+        n=int(values.size),
+        n_missing=collector.n_missing,
+        mean=float(values.mean()),
+        std=float(values.std()),
+    )
+
+
+def _categorical_profile(
+    column: str, role: str, collector: _CategoryCollector, vocabulary: tuple[str, ...]
+) -> CategoricalProfile:
+    counts = np.array([collector.counts.get(v, 0) for v in vocabulary] + [0], dtype=np.int64)
+    rare = sum(n for v, n in collector.counts.items() if v not in set(vocabulary))
+    counts[-1] = rare  # categories beyond max_categories share the last bucket with unseen ones
+    return CategoricalProfile(
+        column=column,
+        role=role,
+        vocabulary=vocabulary,
+        counts=counts,
+        n=int(sum(collector.counts.values())),
+        n_missing=collector.n_missing,
+    )
+
+
+def _vocabulary(counts: Counter[str], limit: int) -> tuple[str, ...]:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(sorted(v for v, _ in ranked[:limit]))
+
+
+def fit_reference_chunks(
+    chunks: Iterable[pd.DataFrame],
+    *,
+    schema: SchemaConfig | Schema | None = None,
+    drift: DriftConfig | None = None,
+    source: str = "dataframe",
+) -> Reference:
+    """Fit a reference from chunks of one source, in one pass.
+
+    `schema` is either resolved already (a Schema) or the roles to infer the rest from.
+    Numeric columns that are constant in the reference are dropped when inferred (noted),
+    and refused when listed explicitly; an all-missing column is an error.
+    """
+    drift = drift or DriftConfig()
+    resolved: Schema | None = schema if isinstance(schema, Schema) else None
+    notes: list[str] = []
+    numeric: dict[str, _NumericCollector] = {}
+    categorical: dict[str, _CategoryCollector] = {}
+    n_rows = 0
+    where = f"reference {source}"
+    for chunk in chunks:
+        if resolved is None:
+            hints = schema if isinstance(schema, SchemaConfig) else SchemaConfig()
+            resolved, notes = infer_schema(chunk, hints)
+        check_columns(chunk, resolved, where=where, need_prediction=False)
+        numeric_columns, label_columns = _reference_columns(resolved, chunk)
+        for column in numeric_columns:
+            values = numeric_values(chunk[column], column=column, offset=n_rows, where=where)
+            numeric.setdefault(column, _NumericCollector()).add(values)
+        for column in label_columns:
+            categorical.setdefault(column, _CategoryCollector()).add(label_values(chunk[column]))
+        n_rows += len(chunk)
+    if resolved is None or n_rows == 0:
+        raise EmptyBatchError(f"{where} has no rows")
+    numerical_given = isinstance(schema, Schema) or (
+        isinstance(schema, SchemaConfig) and schema.numerical is not None
+    )
+    return _assemble(resolved, numeric, categorical, n_rows, drift, source, notes, numerical_given)
+
+
+def _reference_columns(schema: Schema, chunk: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Numeric and label-like columns to profile, with their roles decided by the task."""
+    numeric = list(schema.numerical)
+    labels = list(schema.categorical)
+    present = set(map(str, chunk.columns))
+    outputs = [c for c in (schema.target, schema.prediction) if c and c in present]
+    if schema.task == "regression":
+        numeric += outputs
+    else:
+        labels += outputs
+    numeric += [c for c in schema.prediction_scores.values() if c in present]
+    return numeric, labels
+
+
+def _role(schema: Schema, column: str) -> str:
+    if column == schema.target:
+        return TARGET
+    if column in schema.prediction_columns:
+        return PREDICTION
+    return FEATURE
+
+
+def _assemble(
+    schema: Schema,
+    numeric: dict[str, _NumericCollector],
+    categorical: dict[str, _CategoryCollector],
+    n_rows: int,
+    drift: DriftConfig,
+    source: str,
+    notes: list[str],
+    numerical_given: bool,
+) -> Reference:
+    profiles: dict[str, Profile] = {}
+    dropped: list[str] = []
+    for column, collector in numeric.items():
+        values = collector.values()
+        if values.size == 0:
+            raise InvalidValueError(f"reference column {column!r} is entirely missing")
+        if values.min() == values.max() and _role(schema, column) == FEATURE:
+            if numerical_given:
+                raise SchemaError(
+                    f"reference column {column!r} is constant ({values[0]!r} in every row): "
+                    "drift on it cannot be scaled; remove it from the numerical features"
+                )
+            notes.append(f"column {column!r} is constant in the reference: not monitored")
+            dropped.append(column)
+            continue
+        profiles[column] = _numeric_profile(column, _role(schema, column), collector, drift)
+    label_columns = {c for c in (schema.target, schema.prediction) if c}
+    classes: tuple[str, ...] = ()
+    if schema.task == "classification":
+        seen: set[str] = set(schema.prediction_scores)
+        for column in label_columns & set(categorical):
+            seen |= set(categorical[column].counts)
+        classes = tuple(sorted(seen))
+    for column, collector in categorical.items():
+        if not collector.counts:
+            raise InvalidValueError(f"reference column {column!r} is entirely missing")
+        if column in label_columns and classes:
+            vocabulary = classes
+        else:
+            vocabulary = _vocabulary(collector.counts, drift.max_categories)
+        role = _role(schema, column)
+        profiles[column] = _categorical_profile(column, role, collector, vocabulary)
+    if dropped:
+        schema = dataclasses.replace(
+            schema,
+            numerical=tuple(c for c in schema.numerical if c not in dropped),
+            ignored=schema.ignored + tuple(dropped),
+        )
+    reference = Reference(
+        schema=schema,
+        profiles=profiles,
+        n_rows=n_rows,
+        classes=classes,
+        bins=drift.bins,
+        smoothing=float(drift.smoothing),
+        max_categories=drift.max_categories,
+        source=source,
+        notes=tuple(notes),
+    )
+    return dataclasses.replace(reference, id=reference.digest())
