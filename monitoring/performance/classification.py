@@ -1,0 +1,370 @@
+"""Classification metrics accumulated chunk by chunk, in memory bounded by classes and bins.
+
+The accumulator keeps a confusion matrix, per-class score histograms and calibration
+bins; nothing grows with the number of rows, so a batch of any size is read in one
+streaming pass and partitions profiled in parallel are combined with `merge`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from monitoring.errors import ConfigError, InvalidValueError, NotFittedError
+
+__all__ = [
+    "LOG_LOSS_EPS",
+    "ClassificationMetrics",
+    "binned_roc_auc",
+    "read_label_text",
+    "read_labels",
+    "read_scores",
+]
+
+LOG_LOSS_EPS = 1e-15
+"""Lower clip of the probability given to the true class in log loss and cross-entropy.
+
+A confident mistake (p = 0) then costs -ln(1e-15) ~ 34.5 instead of infinity, so one row
+cannot make the mean infinite. Same value as scikit-learn's historical `eps=1e-15`.
+"""
+
+
+def _as_1d(values: npt.ArrayLike, name: str) -> np.ndarray:
+    """Return `values` as a 1-D array without turning missing values into text."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "U" and not isinstance(values, np.ndarray):
+        # np.asarray(["a", nan]) would give the string "nan": keep the objects instead.
+        arr = np.asarray(values, dtype=object)
+    if arr.ndim != 1:
+        raise InvalidValueError(f"`{name}` must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def read_label_text(values: npt.ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return (labels as str for the present rows, missing mask over all rows).
+
+    Float labels that are all integral (pandas turns an int column with gaps into float)
+    are written as integers, so 1.0 compares equal to the class "1".
+    """
+    arr = _as_1d(values, name)
+    missing = np.asarray(pd.isna(arr), dtype=bool)
+    present = arr[~missing]
+    if (
+        present.dtype.kind == "f"
+        and np.isfinite(present).all()
+        and np.array_equal(present, np.trunc(present))
+    ):
+        present = present.astype(np.int64)
+    return present.astype(str), missing
+
+
+def read_labels(
+    values: npt.ArrayLike, classes: Sequence[str], *, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map labels (compared as str) to their index in `classes`.
+
+    Returns (codes, missing): codes is -1 on rows whose label is missing (None, NaN,
+    pd.NA). A label outside `classes` raises InvalidValueError naming it and its row.
+    """
+    text, missing = read_label_text(values, name)
+    names = [str(c) for c in classes]
+    known_classes = np.asarray(names)
+    order = np.argsort(known_classes)
+    sorted_classes = known_classes[order]
+    slot = np.minimum(np.searchsorted(sorted_classes, text), len(sorted_classes) - 1)
+    unknown = np.flatnonzero(sorted_classes[slot] != text)
+    if unknown.size:
+        row = int(np.flatnonzero(~missing)[unknown[0]])
+        raise InvalidValueError(
+            f"`{name}` has label {str(text[unknown[0]])!r} at position {row} of the chunk, "
+            f"which is not one of the classes {names} "
+            f"({unknown.size} such row(s) in this chunk)"
+        )
+    codes = np.full(missing.shape[0], -1, dtype=np.int64)
+    codes[~missing] = order[slot]
+    return codes, missing
+
+
+def read_scores(scores: npt.ArrayLike, n_rows: int, classes: Sequence[str]) -> np.ndarray:
+    """Check that `scores` is an (n_rows, len(classes)) array of finite values in [0, 1].
+
+    Rows are taken as given: they are not renormalised to sum to 1.
+    """
+    try:
+        prob = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValueError(f"`scores` must be an array of numbers: {exc}") from exc
+    if prob.shape != (n_rows, len(classes)):
+        raise InvalidValueError(
+            f"`scores` must have shape ({n_rows}, {len(classes)}) (rows, classes), got {prob.shape}"
+        )
+    bad = np.argwhere(~(np.isfinite(prob) & (prob >= 0.0) & (prob <= 1.0)))
+    if bad.size:
+        row, col = (int(i) for i in bad[0])
+        raise InvalidValueError(
+            f"`scores` has {float(prob[row, col])!r} at position {row}, "
+            f"class {str(classes[col])!r}: scores must be finite probabilities in [0, 1] "
+            f"({bad.shape[0]} such value(s))"
+        )
+    return prob
+
+
+def binned_roc_auc(positives: np.ndarray, negatives: np.ndarray) -> tuple[float, float]:
+    """ROC AUC from histograms of positive and negative scores on the same ascending bins.
+
+    A (positive, negative) pair in different bins is ordered exactly; a pair sharing a bin
+    counts 1/2. Its exact contribution is 0, 1/2 or 1, so the error is at most half the
+    share of pairs that share a bin: that bound is returned with the AUC. Both are NaN
+    when there are no positives or no negatives.
+    """
+    pos = np.asarray(positives, dtype=np.float64)
+    neg = np.asarray(negatives, dtype=np.float64)
+    n_pairs = pos.sum() * neg.sum()
+    if n_pairs == 0:
+        return float("nan"), float("nan")
+    below = np.cumsum(neg) - neg
+    tied = float(pos @ neg)
+    auc = (float(pos @ below) + 0.5 * tied) / n_pairs
+    return auc, 0.5 * tied / n_pairs
+
+
+def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (scikit-learn's zero_division=0)."""
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+class ClassificationMetrics:
+    """Accuracy, macro precision/recall/F1, ROC AUC, log loss and ECE over many chunks.
+
+    Memory is O(classes**2 + classes * score_bins + calibration_bins), whatever the rows.
+
+    - Macro precision, recall and F1 average over the classes present in the truth or the
+      predictions seen so far; a class never predicted has precision 0 and F1 uses
+      2tp / (2tp + fp + fn). This equals scikit-learn's
+      `precision_recall_fscore_support(average="macro", zero_division=0)`.
+    - ROC AUC is read from per-class histograms of the scores on `score_bins` equal-width
+      bins of [0, 1]; pairs in one bin count 1/2, see `roc_auc_error_bound`. With two
+      classes the positive class is `positive_class`, else `classes[1]`; with more it is
+      the one-vs-rest macro average over classes with both positives and negatives
+      (scikit-learn's `roc_auc_score(multi_class="ovr", average="macro")`). NaN when no
+      class qualifies.
+    - Log loss is the mean of -ln p(true class), p clipped to [log_loss_eps, 1].
+    - ECE: confidence is the max score and the prediction its argmax (not `y_pred`);
+      sum over `calibration_bins` equal-width bins of (n_bin / n) |accuracy - confidence|.
+    - Rows with missing truth are skipped and counted in `n_missing_truth`.
+
+    Metrics are NaN while no row has truth. The first chunk decides whether scores are
+    tracked; every later chunk (and every merged accumulator) must agree.
+    """
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        *,
+        score_bins: int = 4096,
+        calibration_bins: int = 10,
+        positive_class: str | None = None,
+        log_loss_eps: float = LOG_LOSS_EPS,
+    ) -> None:
+        names = tuple(str(c) for c in classes)
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigError(f"`classes` must hold at least 2 distinct labels, got {list(names)}")
+        for setting, value in (("score_bins", score_bins), ("calibration_bins", calibration_bins)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ConfigError(f"`{setting}` must be an integer >= 1, got {value!r}")
+        if positive_class is not None and (len(names) != 2 or str(positive_class) not in names):
+            raise ConfigError(
+                f"`positive_class` must be one of two classes {list(names)}, got {positive_class!r}"
+            )
+        if not 0.0 < log_loss_eps < 1.0:
+            raise ConfigError(f"`log_loss_eps` must be in (0, 1), got {log_loss_eps!r}")
+        self._classes = names
+        self._score_bins = int(score_bins)
+        self._calibration_bins = int(calibration_bins)
+        self._positive_class = None if positive_class is None else str(positive_class)
+        self._log_loss_eps = float(log_loss_eps)
+        k = len(names)
+        self._with_scores: bool | None = None  # None until the first update
+        self._n_missing = 0
+        self._confusion = np.zeros((k, k), dtype=np.int64)
+        self._score_hist = np.zeros((k, self._score_bins), dtype=np.int64)
+        self._positive_hist = np.zeros((k, self._score_bins), dtype=np.int64)
+        self._log_loss_sum = 0.0
+        self._cal_count = np.zeros(self._calibration_bins, dtype=np.int64)
+        self._cal_correct = np.zeros(self._calibration_bins, dtype=np.int64)
+        self._cal_confidence = np.zeros(self._calibration_bins, dtype=np.float64)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class labels, in the order of the score columns."""
+        return self._classes
+
+    def update(
+        self,
+        y_true: npt.ArrayLike,
+        y_pred: npt.ArrayLike | None = None,
+        scores: npt.ArrayLike | None = None,
+    ) -> None:
+        """Add one chunk; `y_pred` defaults to the argmax of `scores`.
+
+        The chunk is checked in full before any state changes, so a rejected chunk leaves
+        the accumulator as it was.
+        """
+        if y_pred is None and scores is None:
+            raise InvalidValueError("give `y_pred`, `scores` or both")
+        with_scores = scores is not None
+        if self._with_scores is not None and with_scores != self._with_scores:
+            raise InvalidValueError(self._mode_message(self._with_scores))
+        truth, missing = read_labels(y_true, self._classes, name="y_true")
+        n = truth.shape[0]
+        prob = None if scores is None else read_scores(scores, n, self._classes)
+        if y_pred is None:
+            assert prob is not None
+            pred = np.argmax(prob, axis=1)
+        else:
+            pred, pred_missing = read_labels(y_pred, self._classes, name="y_pred")
+            if pred.shape[0] != n:
+                raise InvalidValueError(f"`y_pred` has {pred.shape[0]} rows but `y_true` has {n}")
+            if pred_missing.any():
+                row = int(np.flatnonzero(pred_missing)[0])
+                raise InvalidValueError(f"`y_pred` is missing at position {row} of the chunk")
+
+        self._with_scores = with_scores
+        keep = ~missing
+        self._n_missing += int(missing.sum())
+        t, p = truth[keep], pred[keep]
+        k = len(self._classes)
+        self._confusion += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        if prob is not None:
+            self._add_scores(prob[keep], t)
+
+    def _add_scores(self, prob: np.ndarray, truth: np.ndarray) -> None:
+        """Add the score histograms, log loss and calibration bins of evaluated rows."""
+        k, bins = len(self._classes), self._score_bins
+        rows = np.arange(truth.shape[0])
+        binned = np.minimum((prob * bins).astype(np.int64), bins - 1)
+        flat = binned + np.arange(k) * bins
+        self._score_hist += np.bincount(flat.ravel(), minlength=k * bins).reshape(k, bins)
+        self._positive_hist += np.bincount(flat[rows, truth], minlength=k * bins).reshape(k, bins)
+        p_true = np.clip(prob[rows, truth], self._log_loss_eps, 1.0)
+        self._log_loss_sum += float(-np.log(p_true).sum())
+
+        cal = self._calibration_bins
+        confidence = prob.max(axis=1)
+        correct = prob.argmax(axis=1) == truth
+        cal_bin = np.minimum((confidence * cal).astype(np.int64), cal - 1)
+        self._cal_count += np.bincount(cal_bin, minlength=cal)
+        self._cal_correct += np.bincount(cal_bin[correct], minlength=cal)
+        self._cal_confidence += np.bincount(cal_bin, weights=confidence, minlength=cal)
+
+    @staticmethod
+    def _mode_message(fitted_with_scores: bool) -> str:
+        seen = "with" if fitted_with_scores else "without"
+        return (
+            f"this accumulator was fitted {seen} `scores`; every chunk and every merged "
+            "accumulator must do the same"
+        )
+
+    def merge(self, other: ClassificationMetrics) -> ClassificationMetrics:
+        """Return a new accumulator equal to one fitted on the data of both."""
+        for setting in (
+            "_classes",
+            "_score_bins",
+            "_calibration_bins",
+            "_positive_class",
+            "_log_loss_eps",
+        ):
+            if getattr(self, setting) != getattr(other, setting):
+                raise ConfigError(
+                    f"cannot merge accumulators with different `{setting[1:]}`: "
+                    f"{getattr(self, setting)!r} and {getattr(other, setting)!r}"
+                )
+        if None not in (self._with_scores, other._with_scores) and (
+            self._with_scores != other._with_scores
+        ):
+            assert self._with_scores is not None
+            raise InvalidValueError(self._mode_message(self._with_scores))
+        out = ClassificationMetrics(
+            self._classes,
+            score_bins=self._score_bins,
+            calibration_bins=self._calibration_bins,
+            positive_class=self._positive_class,
+            log_loss_eps=self._log_loss_eps,
+        )
+        out._with_scores = other._with_scores if self._with_scores is None else self._with_scores
+        out._n_missing = self._n_missing + other._n_missing
+        out._confusion = self._confusion + other._confusion
+        out._score_hist = self._score_hist + other._score_hist
+        out._positive_hist = self._positive_hist + other._positive_hist
+        out._log_loss_sum = self._log_loss_sum + other._log_loss_sum
+        out._cal_count = self._cal_count + other._cal_count
+        out._cal_correct = self._cal_correct + other._cal_correct
+        out._cal_confidence = self._cal_confidence + other._cal_confidence
+        return out
+
+    def _require_fitted(self) -> None:
+        if self._with_scores is None:
+            raise NotFittedError("call update() with at least one chunk first")
+
+    def confusion_matrix(self) -> np.ndarray:
+        """Counts of (truth, prediction): rows are the true class, in `classes` order."""
+        self._require_fitted()
+        return self._confusion.copy()
+
+    def _auc_per_class(self) -> list[tuple[float, float]]:
+        """(AUC, error bound) of each class the ROC AUC averages over."""
+        if len(self._classes) == 2:
+            positive = self._positive_class or self._classes[1]
+            indices = [self._classes.index(positive)]
+        else:
+            n_pos = self._positive_hist.sum(axis=1)
+            n_neg = self._score_hist.sum(axis=1) - n_pos
+            indices = [int(c) for c in np.flatnonzero((n_pos > 0) & (n_neg > 0))]
+        return [
+            binned_roc_auc(self._positive_hist[c], self._score_hist[c] - self._positive_hist[c])
+            for c in indices
+        ]
+
+    def roc_auc_error_bound(self) -> float:
+        """Worst-case |binned ROC AUC - exact ROC AUC|, macro-averaged like the AUC.
+
+        A (positive, negative) pair whose scores share one of the `score_bins` bins counts
+        1/2 where the exact AUC counts 0, 1/2 or 1, so the bound is half the share of pairs
+        that share a bin. NaN where the AUC is NaN or no scores were given.
+        """
+        self._require_fitted()
+        per_class = self._auc_per_class() if self._with_scores else []
+        return float(np.mean([b for _, b in per_class])) if per_class else float("nan")
+
+    def result(self) -> dict[str, float]:
+        """The metrics of every row seen so far (see the class docstring)."""
+        self._require_fitted()
+        cm = self._confusion
+        n = int(cm.sum())
+        nan = float("nan")
+        tp = np.diag(cm).astype(np.float64)
+        n_pred, n_true = cm.sum(axis=0), cm.sum(axis=1)
+        present = (n_pred + n_true) > 0
+        precision = _divide(tp, n_pred)[present]
+        recall = _divide(tp, n_true)[present]
+        f1 = _divide(2.0 * tp, n_pred + n_true)[present]
+        out = {
+            "accuracy": float(tp.sum() / n) if n else nan,
+            "precision_macro": float(precision.mean()) if n else nan,
+            "recall_macro": float(recall.mean()) if n else nan,
+            "f1_macro": float(f1.mean()) if n else nan,
+        }
+        if self._with_scores:
+            aucs = [auc for auc, _ in self._auc_per_class()]
+            errors = np.abs(self._cal_correct - self._cal_confidence)
+            out["roc_auc"] = float(np.mean(aucs)) if aucs else nan
+            out["log_loss"] = self._log_loss_sum / n if n else nan
+            out["ece"] = float(errors.sum() / n) if n else nan
+        out["n_evaluated"] = float(n)
+        out["n_missing_truth"] = float(self._n_missing)
+        return out
