@@ -1,0 +1,1 @@
+"""A synthetic credit-default problem and a small PyTorch classifier for `monitoring demo`."""
