@@ -1,0 +1,327 @@
+"""Evaluate a batch against a reference in one streaming pass: the library's main call.
+
+    report = monitoring.evaluate(batch_df, reference_df, target="label")
+
+Per chunk: check columns, run the model if the batch has no prediction, clean values,
+update the drift profile, the performance accumulators and the worst-samples heap. Memory
+is bounded by the reference and k, not by the batch. Nothing here talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitoring.columns import label_values, numeric_values
+from monitoring.config import MonitoringConfig
+from monitoring.drift import compare
+from monitoring.errors import EmptyBatchError, InvalidValueError
+from monitoring.model import load_model, model_classes, predict_frame
+from monitoring.performance import (
+    ClassificationMetrics,
+    RegressionMetrics,
+    classification_error,
+    regression_error,
+)
+from monitoring.profile import BatchProfile
+from monitoring.reference import FEATURE, NumericalProfile, Reference, fit_reference_chunks
+from monitoring.report import BatchReport
+from monitoring.schema import Schema, check_columns
+from monitoring.sources import Source, open_source
+from monitoring.worst import WorstSamples
+
+DEFAULT_PREDICTION_COLUMN = "prediction"
+
+
+def _with_roles(config: MonitoringConfig | None, **roles: Any) -> MonitoringConfig:
+    config = config or MonitoringConfig()
+    return config.replace("schema", **roles)
+
+
+def fit_reference(
+    source: pd.DataFrame | str | Source,
+    *,
+    target: str | None = None,
+    prediction: str | None = None,
+    numerical: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    task: str | None = None,
+    config: MonitoringConfig | None = None,
+    query: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Reference:
+    """Fit a reference from a DataFrame, a file, a folder or a SQL query (one pass)."""
+    config = _with_roles(
+        config,
+        target=target,
+        prediction=prediction,
+        numerical=numerical,
+        categorical=categorical,
+        task=task,
+    )
+    opened = open_source(source, query=query, params=params)
+    return fit_reference_chunks(
+        opened.iter_chunks(config.evaluation.chunk_size),
+        schema=config.schema,
+        drift=config.drift,
+        source=opened.describe(),
+    )
+
+
+class _Pass:
+    """State of one streaming pass over a batch."""
+
+    def __init__(self, reference: Reference, config: MonitoringConfig, model: Any, where: str):
+        self.reference = reference
+        self.schema: Schema = reference.schema
+        self.config = config
+        self.model = model
+        self.where = where
+        self.profile = BatchProfile.empty(reference)
+        self.worst = WorstSamples(config.evaluation.worst_k)
+        self.digest = hashlib.sha256()
+        self.offset = 0
+        self.predicted_by_model = False
+        self.prediction_column = self.schema.prediction or DEFAULT_PREDICTION_COLUMN
+        self.score_columns = dict(self.schema.prediction_scores)
+        self.has_prediction = False
+        self.classes = reference.classes
+        self.performance: ClassificationMetrics | RegressionMetrics | None = None
+        self.time_min: Any = None
+        self.time_max: Any = None
+        self.warnings: list[str] = []
+
+    def start(self, chunk: pd.DataFrame) -> None:
+        """Decide, from the first chunk, where predictions come from."""
+        check_columns(chunk, self.schema, where=self.where, need_prediction=False)
+        present = set(map(str, chunk.columns))
+        given = [c for c in self.schema.prediction_columns if c in present]
+        if given and self.model is not None and chunk[given].isna().all().all():
+            given = []  # predictions not stored yet (all NULL): the model makes them
+        if given and len(given) < len(self.schema.prediction_columns):
+            missing = sorted(set(self.schema.prediction_columns) - present)
+            raise InvalidValueError(
+                f"{self.where} has some prediction columns but lacks {', '.join(missing)}"
+            )
+        if given:
+            self.has_prediction = True
+        elif self.model is not None:
+            if isinstance(self.model, str):
+                self.model = load_model(self.model)  # only when the batch needs it
+            self.predicted_by_model = True
+            self.has_prediction = True
+            if self.schema.task == "classification":
+                self.classes = model_classes(self.model, self.reference.classes)
+                if not self.score_columns:
+                    self.score_columns = {c: f"proba_{c}" for c in self.classes}
+        elif self.schema.target:
+            self.warnings.append(
+                "the batch has no prediction column and no model was given: performance "
+                "is not measured"
+            )
+        if self.has_prediction and self.schema.target:
+            if self.schema.task == "regression":
+                self.performance = RegressionMetrics()
+            else:
+                self.performance = ClassificationMetrics(self.classes)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        if self.offset == 0:
+            self.start(chunk)
+        else:
+            check_columns(
+                chunk,
+                self.schema,
+                where=self.where,
+                need_prediction=self.has_prediction and not self.predicted_by_model,
+            )
+        if self.predicted_by_model:
+            predictions = predict_frame(
+                self.model,
+                chunk,
+                self.schema,
+                self.classes,
+                prediction_column=self.prediction_column,
+                score_columns=self.score_columns,
+            )
+            chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
+        values: dict[str, Any] = {}
+        for column, profile in self.reference.profiles.items():
+            if isinstance(profile, NumericalProfile):
+                values[column] = numeric_values(
+                    chunk[column], column=column, offset=self.offset, where=self.where
+                )
+            else:
+                values[column] = label_values(chunk[column])
+        self._check_labels(chunk)
+        self.profile.update(values, len(chunk))
+        errors = self._update_performance(chunk)
+        if errors is not None:
+            self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
+        self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+        self._update_time(chunk)
+        self.offset += len(chunk)
+
+    def _kept_columns(self, chunk: pd.DataFrame) -> list[str]:
+        wanted = [
+            self.schema.id,
+            self.schema.timestamp,
+            *self.schema.features,
+            self.schema.target,
+            self.prediction_column,
+            *self.score_columns.values(),
+        ]
+        present = set(map(str, chunk.columns))
+        return list(dict.fromkeys(c for c in wanted if c and c in present))
+
+    def _check_labels(self, chunk: pd.DataFrame) -> None:
+        """Class labels the reference never saw cannot be scored: name them and their row."""
+        if self.schema.task != "classification" or not self.classes:
+            return
+        known = set(self.classes)
+        for role, column in (
+            ("target", self.schema.target),
+            ("prediction", self.prediction_column),
+        ):
+            if not column or column not in chunk.columns:
+                continue
+            labels = label_values(chunk[column])
+            unknown = labels.notna().to_numpy() & ~labels.isin(known).to_numpy()
+            if unknown.any():
+                row = int(np.flatnonzero(unknown)[0])
+                raise InvalidValueError(
+                    f"{self.where}: {role} column {column!r} holds label {labels.iloc[row]!r} "
+                    f"at row {self.offset + row} that the reference never saw; known labels: "
+                    f"{', '.join(self.classes)}"
+                )
+
+    def _scores(self, chunk: pd.DataFrame) -> np.ndarray | None:
+        if not self.score_columns or set(self.score_columns) != set(self.classes):
+            return None
+        columns = [self.score_columns[c] for c in self.classes]
+        return chunk[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def _update_performance(self, chunk: pd.DataFrame) -> np.ndarray | None:
+        if self.performance is None:
+            return None
+        truth = chunk[self.schema.target]
+        if isinstance(self.performance, RegressionMetrics):
+            truth_values = numeric_values(
+                truth, column=self.schema.target, offset=self.offset, where=self.where
+            )
+            predicted = numeric_values(
+                chunk[self.prediction_column],
+                column=self.prediction_column,
+                offset=self.offset,
+                where=self.where,
+            )
+            self.performance.update(truth_values, predicted)
+            return regression_error(truth_values, predicted)
+        labels = label_values(truth).to_numpy()
+        scores = self._scores(chunk)
+        predicted = (
+            label_values(chunk[self.prediction_column]).to_numpy()
+            if self.prediction_column in chunk.columns
+            else None
+        )
+        self.performance.update(labels, predicted, scores)
+        return classification_error(labels, predicted, scores, classes=self.classes)
+
+    def _update_time(self, chunk: pd.DataFrame) -> None:
+        column = self.schema.timestamp
+        if not column or column not in chunk.columns:
+            return
+        times = pd.to_datetime(chunk[column], errors="coerce").dropna()
+        if times.empty:
+            return
+        low, high = times.min(), times.max()
+        self.time_min = low if self.time_min is None else min(self.time_min, low)
+        self.time_max = high if self.time_max is None else max(self.time_max, high)
+
+
+def evaluate(
+    batch: pd.DataFrame | str | Source,
+    reference: Reference | pd.DataFrame | str | Source,
+    *,
+    target: str | None = None,
+    prediction: str | None = None,
+    numerical: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    task: str | None = None,
+    config: MonitoringConfig | None = None,
+    model: Any = None,
+    batch_id: str | None = None,
+    query: str | None = None,
+    params: Mapping[str, object] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchReport:
+    """Evaluate `batch` against `reference` (a fitted Reference, or data to fit one from).
+
+    `model` is an MLflow model URI or a loaded module; it is loaded and run only when the
+    batch has no prediction column (or only empty ones in its first chunk). `query` and
+    `params` apply to a SQL batch. The column roles given here override the config's and
+    matter only when the reference is fitted here.
+    """
+    started = time.perf_counter()
+    config = _with_roles(
+        config,
+        target=target,
+        prediction=prediction,
+        numerical=numerical,
+        categorical=categorical,
+        task=task,
+    )
+    if not isinstance(reference, Reference):
+        reference = fit_reference(reference, config=config)
+    source = open_source(batch, query=query, params=params)
+    state = _Pass(reference, config, model, where=f"batch {source.name}")
+    for chunk in source.iter_chunks(config.evaluation.chunk_size):
+        if len(chunk):
+            state.add(chunk)
+            if progress is not None:
+                progress(state.offset)
+    if state.offset == 0:
+        raise EmptyBatchError(f"batch {source.describe()} has no rows")
+    columns = compare(state.profile, config.drift)
+    warnings = list(state.warnings) + _data_warnings(columns)
+    performance = state.performance.result() if state.performance is not None else {}
+    time_range = None
+    if state.time_min is not None:
+        time_range = (
+            pd.Timestamp(state.time_min).isoformat(),
+            pd.Timestamp(state.time_max).isoformat(),
+        )
+    return BatchReport(
+        reference=reference,
+        columns=columns,
+        n_rows=state.offset,
+        performance=performance,
+        worst_samples=state.worst.result(),
+        batch_digest=state.digest.hexdigest()[:16],
+        source=source.describe(),
+        source_name=source.name,
+        profile=state.profile.to_dict(),
+        time_range=time_range,
+        batch_id=batch_id,
+        predicted_by_model=state.predicted_by_model,
+        warnings=tuple(warnings),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _data_warnings(columns: Sequence[Any]) -> list[str]:
+    out = []
+    for c in columns:
+        if c.n == 0:
+            out.append(f"column {c.column!r} is entirely missing in the batch")
+        if c.role == FEATURE and c.unseen_rate:
+            out.append(
+                f"column {c.column!r}: {c.unseen_rate:.1%} of values are categories the "
+                "reference never saw"
+            )
+    return out

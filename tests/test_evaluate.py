@@ -1,0 +1,165 @@
+"""The Python API: evaluate a batch in memory and streamed, with and without a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_frame
+from scipy import stats
+from sklearn.metrics import accuracy_score
+
+from monitoring import MonitoringConfig, evaluate, fit_reference
+from monitoring.config import EvaluationConfig
+from monitoring.performance import classification_error
+from monitoring.profile import BatchProfile
+from monitoring.reference_files import load_reference_files, save_reference
+
+
+def _config(chunk_size: int = 100_000, worst_k: int = 20) -> MonitoringConfig:
+    return MonitoringConfig(evaluation=EvaluationConfig(chunk_size=chunk_size, worst_k=worst_k))
+
+
+def test_batch_from_the_reference_distribution_is_ok(reference_frame, batch_frame):
+    report = evaluate(batch_frame, reference_frame, target="label")
+    assert report.status == "ok"
+    assert report.dataset_drift is False
+    assert report.n_rows == len(batch_frame)
+    assert set(report.drift_table.columns) >= {"feature", "method", "statistic", "p_value",
+                                               "threshold", "drifted"}
+
+
+def test_shifted_feature_is_drifted_and_the_rest_is_not(reference_frame, drifted_frame):
+    report = evaluate(drifted_frame, reference_frame, target="label")
+    assert report.status == "drift"
+    assert report.drifted_features == ["x"]
+    assert report.column("x").decision_score.statistic > 0.2
+    assert report.prediction_drift is True  # the predictions follow x
+
+
+def test_inferred_roles_are_reported(reference_frame):
+    reference = fit_reference(reference_frame)
+    assert reference.schema.target == "label"
+    assert reference.schema.prediction == "prediction"
+    assert dict(reference.schema.prediction_scores) == {"a": "proba_a", "b": "proba_b"}
+    assert reference.schema.id == "id"
+    assert reference.schema.numerical == ("x", "size")
+    assert reference.schema.categorical == ("color",)
+    assert any("inferred" in note for note in reference.notes)
+
+
+def test_ks_in_the_report_equals_scipy_on_the_whole_column(reference_frame, drifted_frame):
+    report = evaluate(drifted_frame, reference_frame, config=_config(chunk_size=97))
+    ks = report.column("x").score("ks")
+    expected = stats.ks_2samp(reference_frame["x"], drifted_frame["x"], method="asymp")
+    assert ks.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-9)
+
+
+@pytest.mark.parametrize("chunk_size", [pytest.param(1, id="rows-one-by-one"),
+                                        pytest.param(37, id="odd-chunks"),
+                                        pytest.param(10_000, id="one-chunk")])
+def test_streaming_gives_the_in_memory_result(reference_frame, drifted_frame, chunk_size):
+    reference = fit_reference(reference_frame)
+    whole = evaluate(drifted_frame, reference, config=_config())
+    streamed = evaluate(drifted_frame, reference, config=_config(chunk_size=chunk_size))
+    pd.testing.assert_frame_equal(whole.drift_table, streamed.drift_table, rtol=1e-12)
+    assert whole.performance == pytest.approx(streamed.performance, rel=1e-12)
+    pd.testing.assert_frame_equal(whole.worst_samples, streamed.worst_samples)
+    assert whole.batch_digest == streamed.batch_digest
+
+
+def test_performance_matches_sklearn(reference_frame, batch_frame):
+    report = evaluate(batch_frame, reference_frame)
+    expected = accuracy_score(batch_frame["label"], batch_frame["prediction"])
+    assert report.performance["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert 0.5 < report.performance["roc_auc"] <= 1.0
+
+
+def test_worst_samples_equal_a_full_sort(reference_frame, batch_frame):
+    report = evaluate(batch_frame, reference_frame, config=_config(chunk_size=64, worst_k=15))
+    errors = classification_error(
+        batch_frame["label"].to_numpy(), None,
+        batch_frame[["proba_a", "proba_b"]].to_numpy(), classes=["a", "b"],
+    )
+    order = np.lexsort((np.arange(len(errors)), -errors))[:15]
+    np.testing.assert_array_equal(report.worst_samples["row"].to_numpy(), order)
+    np.testing.assert_allclose(report.worst_samples["error"].to_numpy(), errors[order])
+    assert {"id", "x", "color", "label", "prediction"} <= set(report.worst_samples.columns)
+
+
+def test_regression_task(reference_frame, batch_frame):
+    def regression(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[["x", "color"]].assign(y=frame["size"] * 2, y_pred=frame["size"] * 2 + 0.5)
+
+    report = evaluate(regression(batch_frame), regression(reference_frame),
+                      target="y", prediction="y_pred", task="regression")
+    assert report.performance["mae"] == pytest.approx(0.5, abs=1e-9)
+    assert report.performance["rmse"] == pytest.approx(0.5, abs=1e-9)
+    assert report.column("y").kind == "numerical"
+
+
+class _Threshold(torch.nn.Module):
+    """A stand-in model: class b when x > 0; no preprocess, so numeric features are stacked."""
+
+    classes = ["a", "b"]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[:, :1]
+        return torch.cat([-x, x], dim=1) * 5
+
+
+def test_model_runs_when_the_batch_has_no_prediction(reference_frame, batch_frame):
+    reference = fit_reference(reference_frame)
+    unpredicted = batch_frame.drop(columns=["prediction", "proba_a", "proba_b"])
+    report = evaluate(unpredicted, reference, model=_Threshold())
+    expected = accuracy_score(batch_frame["label"], np.where(batch_frame["x"] > 0, "b", "a"))
+    assert report.predicted_by_model is True
+    assert report.performance["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert report.column("prediction").drifted is False  # its scores differ: sharper model
+
+
+def test_reference_digest_is_stable_and_content_based(reference_frame, batch_frame):
+    first, again = fit_reference(reference_frame), fit_reference(reference_frame.copy())
+    other = fit_reference(batch_frame)
+    assert first.id == again.id
+    assert first.id != other.id
+
+
+def test_reference_files_round_trip(tmp_path, reference_frame, drifted_frame):
+    reference = fit_reference(reference_frame)
+    loaded = load_reference_files(save_reference(reference, tmp_path / "ref"))
+    assert loaded.id == reference.id
+    pd.testing.assert_frame_equal(
+        evaluate(drifted_frame, loaded).drift_table, evaluate(drifted_frame, reference).drift_table
+    )
+
+
+def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_frame):
+    reference = fit_reference(reference_frame)
+
+    def profile(frame: pd.DataFrame) -> BatchProfile:
+        result = BatchProfile.empty(reference)
+        values = {"x": frame["x"].to_numpy(), "size": frame["size"].to_numpy(),
+                  "color": frame["color"].astype(object)}
+        result.update(values, len(frame))
+        return result
+
+    merged = profile(batch_frame.iloc[:300])
+    merged.merge(profile(batch_frame.iloc[300:]))
+    whole = profile(batch_frame)
+    assert merged.n_rows == whole.n_rows == len(batch_frame)
+    for column in ("x", "size", "color"):
+        np.testing.assert_array_equal(merged.columns[column].counts, whole.columns[column].counts)
+    np.testing.assert_array_equal(merged.columns["x"].support.gap, whole.columns["x"].support.gap)
+    assert merged.columns["x"].mean == pytest.approx(whole.columns["x"].mean, rel=1e-12)
+
+
+def test_time_range_comes_from_the_timestamp_column():
+    frame = make_frame(100, seed=5).assign(
+        timestamp=pd.date_range("2026-01-01", periods=100, freq="h")
+    )
+    report = evaluate(frame, make_frame(300, seed=6).assign(
+        timestamp=pd.date_range("2025-01-01", periods=300, freq="h")))
+    assert report.time_range == ("2026-01-01T00:00:00", "2026-01-05T03:00:00")
