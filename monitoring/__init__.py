@@ -18,8 +18,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "evaluate": "monitoring.evaluate",
-    "fit_reference": "monitoring.evaluate",
+    "evaluate": "monitoring.evaluation",
+    "fit_reference": "monitoring.evaluation",
     "evaluate_and_log": "monitoring.pipeline",
     "LoggedEvaluation": "monitoring.pipeline",
     "BatchReport": "monitoring.report",

@@ -85,7 +85,8 @@ class DriftConfig:
         _check_methods("drift.categorical_decision", (self.categorical_decision,), CATEGORICAL)
         for name, value in dict(self.thresholds).items():
             if name not in METHODS:
-                raise _fail("drift.thresholds", "keyed by registered methods", name)
+                known = ", ".join(sorted(METHODS))
+                raise _fail("drift.thresholds", f"keyed by registered methods ({known})", name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise _fail(f"drift.thresholds.{name}", "a number >= 0", value)
         object.__setattr__(self, "thresholds", dict(self.thresholds))

@@ -145,10 +145,10 @@ def compare_column(
 
 
 def compare(profile: BatchProfile, config: DriftConfig) -> tuple[ColumnDrift, ...]:
-    """Every profiled column compared, input features first (in schema order)."""
+    """Every column of the profile compared, in schema order (input features first)."""
     reference = profile.reference
     order = {c: i for i, c in enumerate(reference.schema.columns)}
-    columns = sorted(reference.profiles, key=lambda c: order.get(c, len(order)))
+    columns = sorted(profile.columns, key=lambda c: order.get(c, len(order)))
     return tuple(
         compare_column(
             reference.profiles[c], profile.columns[c], config, smoothing=reference.smoothing

@@ -264,7 +264,7 @@ def _assemble(
         if values.min() == values.max() and _role(schema, column) == FEATURE:
             if numerical_given:
                 raise SchemaError(
-                    f"reference column {column!r} is constant ({values[0]!r} in every row): "
+                    f"reference column {column!r} is constant ({values[0].item()!r} in every row): "
                     "drift on it cannot be scaled; remove it from the numerical features"
                 )
             notes.append(f"column {column!r} is constant in the reference: not monitored")

@@ -41,16 +41,18 @@ def make_frame(n: int, *, seed: int, shift: float = 0.0) -> pd.DataFrame:
     color = rng.choice(["red", "green", "blue"], n, p=[0.5, 0.3, 0.2])
     p_b = 1 / (1 + np.exp(-(1.5 * x + 0.3 * (color == "red"))))
     label = np.where(rng.random(n) < p_b, "b", "a")
-    return pd.DataFrame({
-        "id": np.arange(n),
-        "x": x,
-        "size": size,
-        "color": color,
-        "label": label,
-        "prediction": np.where(p_b > 0.5, "b", "a"),
-        "proba_a": 1 - p_b,
-        "proba_b": p_b,
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "x": x,
+            "size": size,
+            "color": color,
+            "label": label,
+            "prediction": np.where(p_b > 0.5, "b", "a"),
+            "proba_a": 1 - p_b,
+            "proba_b": p_b,
+        }
+    )
 
 
 @pytest.fixture

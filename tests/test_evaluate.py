@@ -26,8 +26,14 @@ def test_batch_from_the_reference_distribution_is_ok(reference_frame, batch_fram
     assert report.status == "ok"
     assert report.dataset_drift is False
     assert report.n_rows == len(batch_frame)
-    assert set(report.drift_table.columns) >= {"feature", "method", "statistic", "p_value",
-                                               "threshold", "drifted"}
+    assert set(report.drift_table.columns) >= {
+        "feature",
+        "method",
+        "statistic",
+        "p_value",
+        "threshold",
+        "drifted",
+    }
 
 
 def test_shifted_feature_is_drifted_and_the_rest_is_not(reference_frame, drifted_frame):
@@ -57,9 +63,14 @@ def test_ks_in_the_report_equals_scipy_on_the_whole_column(reference_frame, drif
     assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-9)
 
 
-@pytest.mark.parametrize("chunk_size", [pytest.param(1, id="rows-one-by-one"),
-                                        pytest.param(37, id="odd-chunks"),
-                                        pytest.param(10_000, id="one-chunk")])
+@pytest.mark.parametrize(
+    "chunk_size",
+    [
+        pytest.param(1, id="rows-one-by-one"),
+        pytest.param(37, id="odd-chunks"),
+        pytest.param(10_000, id="one-chunk"),
+    ],
+)
 def test_streaming_gives_the_in_memory_result(reference_frame, drifted_frame, chunk_size):
     reference = fit_reference(reference_frame)
     whole = evaluate(drifted_frame, reference, config=_config())
@@ -80,8 +91,10 @@ def test_performance_matches_sklearn(reference_frame, batch_frame):
 def test_worst_samples_equal_a_full_sort(reference_frame, batch_frame):
     report = evaluate(batch_frame, reference_frame, config=_config(chunk_size=64, worst_k=15))
     errors = classification_error(
-        batch_frame["label"].to_numpy(), None,
-        batch_frame[["proba_a", "proba_b"]].to_numpy(), classes=["a", "b"],
+        batch_frame["label"].to_numpy(),
+        None,
+        batch_frame[["proba_a", "proba_b"]].to_numpy(),
+        classes=["a", "b"],
     )
     order = np.lexsort((np.arange(len(errors)), -errors))[:15]
     np.testing.assert_array_equal(report.worst_samples["row"].to_numpy(), order)
@@ -93,8 +106,13 @@ def test_regression_task(reference_frame, batch_frame):
     def regression(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[["x", "color"]].assign(y=frame["size"] * 2, y_pred=frame["size"] * 2 + 0.5)
 
-    report = evaluate(regression(batch_frame), regression(reference_frame),
-                      target="y", prediction="y_pred", task="regression")
+    report = evaluate(
+        regression(batch_frame),
+        regression(reference_frame),
+        target="y",
+        prediction="y_pred",
+        task="regression",
+    )
     assert report.performance["mae"] == pytest.approx(0.5, abs=1e-9)
     assert report.performance["rmse"] == pytest.approx(0.5, abs=1e-9)
     assert report.column("y").kind == "numerical"
@@ -141,8 +159,11 @@ def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_fram
 
     def profile(frame: pd.DataFrame) -> BatchProfile:
         result = BatchProfile.empty(reference)
-        values = {"x": frame["x"].to_numpy(), "size": frame["size"].to_numpy(),
-                  "color": frame["color"].astype(object)}
+        values = {
+            "x": frame["x"].to_numpy(),
+            "size": frame["size"].to_numpy(),
+            "color": frame["color"].astype(object),
+        }
         result.update(values, len(frame))
         return result
 
@@ -160,6 +181,10 @@ def test_time_range_comes_from_the_timestamp_column():
     frame = make_frame(100, seed=5).assign(
         timestamp=pd.date_range("2026-01-01", periods=100, freq="h")
     )
-    report = evaluate(frame, make_frame(300, seed=6).assign(
-        timestamp=pd.date_range("2025-01-01", periods=300, freq="h")))
+    report = evaluate(
+        frame,
+        make_frame(300, seed=6).assign(
+            timestamp=pd.date_range("2025-01-01", periods=300, freq="h")
+        ),
+    )
     assert report.time_range == ("2026-01-01T00:00:00", "2026-01-05T03:00:00")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 def chi2_homogeneity(reference_counts: np.ndarray, batch_counts: np.ndarray) -> tuple[float, float]:
@@ -21,5 +20,7 @@ def chi2_homogeneity(reference_counts: np.ndarray, batch_counts: np.ndarray) -> 
         return 0.0, 1.0
     expected = np.outer(rows, table.sum(axis=0)) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
+    from scipy import stats
+
     dof = table.shape[1] - 1
     return statistic, float(stats.chi2.sf(statistic, dof))

@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,9 @@ def empty_support_counts(support_size: int) -> SupportCounts:
 def count_on_support(values: np.ndarray, support: np.ndarray) -> SupportCounts:
     """Summarise the non-missing `values` on the sorted distinct reference `support`."""
     x = np.asarray(values, dtype=np.float64)
-    x = x[~np.isnan(x)]
+    # Only counts are kept, so order does not matter: sorted queries make the binary
+    # searches walk the support in order (several times faster than random lookups).
+    x = np.sort(x[~np.isnan(x)])
     m = len(support)
     index = np.searchsorted(support, x, side="left")
     on_point = np.zeros(x.shape, dtype=bool)
@@ -105,8 +106,10 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
     Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
     `kstwo` at the effective size round(n m / (n + m)).
     """
+    from scipy import stats
+
     m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
-    effective = np.round(m * n / (m + n))
+    effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0
     return float(np.clip(stats.kstwo.sf(statistic, effective), 0.0, 1.0))
 
 

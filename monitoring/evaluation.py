@@ -119,10 +119,12 @@ class _Pass:
                 self.classes = model_classes(self.model, self.reference.classes)
                 if not self.score_columns:
                     self.score_columns = {c: f"proba_{c}" for c in self.classes}
-        elif self.schema.target:
+        else:
+            for column in self.schema.prediction_columns:
+                self.profile.columns.pop(column, None)  # prediction drift is not measurable
             self.warnings.append(
-                "the batch has no prediction column and no model was given: performance "
-                "is not measured"
+                "the batch has no prediction column and no model was given: prediction "
+                "drift and performance are not measured"
             )
         if self.has_prediction and self.schema.target:
             if self.schema.task == "regression":
@@ -151,16 +153,17 @@ class _Pass:
             )
             chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
         values: dict[str, Any] = {}
-        for column, profile in self.reference.profiles.items():
+        for column in self.profile.columns:
+            profile = self.reference.profiles[column]
             if isinstance(profile, NumericalProfile):
                 values[column] = numeric_values(
                     chunk[column], column=column, offset=self.offset, where=self.where
                 )
             else:
                 values[column] = label_values(chunk[column])
-        self._check_labels(chunk)
+        self._check_labels(chunk, values)
         self.profile.update(values, len(chunk))
-        errors = self._update_performance(chunk)
+        errors = self._update_performance(chunk, values)
         if errors is not None:
             self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
         self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
@@ -179,7 +182,14 @@ class _Pass:
         present = set(map(str, chunk.columns))
         return list(dict.fromkeys(c for c in wanted if c and c in present))
 
-    def _check_labels(self, chunk: pd.DataFrame) -> None:
+    def _labels(self, chunk: pd.DataFrame, values: dict[str, Any], column: str) -> pd.Series:
+        """Clean labels of `column`, reusing the profile's conversion when there is one."""
+        found = values.get(column)
+        if not isinstance(found, pd.Series):
+            found = values[column] = label_values(chunk[column])
+        return found
+
+    def _check_labels(self, chunk: pd.DataFrame, values: dict[str, Any]) -> None:
         """Class labels the reference never saw cannot be scored: name them and their row."""
         if self.schema.task != "classification" or not self.classes:
             return
@@ -190,7 +200,7 @@ class _Pass:
         ):
             if not column or column not in chunk.columns:
                 continue
-            labels = label_values(chunk[column])
+            labels = self._labels(chunk, values, column)
             unknown = labels.notna().to_numpy() & ~labels.isin(known).to_numpy()
             if unknown.any():
                 row = int(np.flatnonzero(unknown)[0])
@@ -201,12 +211,18 @@ class _Pass:
                 )
 
     def _scores(self, chunk: pd.DataFrame) -> np.ndarray | None:
-        if not self.score_columns or set(self.score_columns) != set(self.classes):
+        """Class probabilities in class order; a binary task may give only one class's."""
+        given = [c for c in self.classes if c in self.score_columns]
+        if len(self.classes) == 2 and len(given) == 1:
+            p = chunk[self.score_columns[given[0]]].to_numpy(dtype=np.float64, na_value=np.nan)
+            pair = np.column_stack([1.0 - p, p])
+            return pair if given[0] == self.classes[1] else pair[:, ::-1]
+        if not given or len(given) != len(self.classes):
             return None
         columns = [self.score_columns[c] for c in self.classes]
         return chunk[columns].to_numpy(dtype=np.float64, na_value=np.nan)
 
-    def _update_performance(self, chunk: pd.DataFrame) -> np.ndarray | None:
+    def _update_performance(self, chunk: pd.DataFrame, values: dict[str, Any]) -> np.ndarray | None:
         if self.performance is None:
             return None
         truth = chunk[self.schema.target]
@@ -222,10 +238,10 @@ class _Pass:
             )
             self.performance.update(truth_values, predicted)
             return regression_error(truth_values, predicted)
-        labels = label_values(truth).to_numpy()
+        labels = self._labels(chunk, values, self.schema.target).to_numpy()
         scores = self._scores(chunk)
         predicted = (
-            label_values(chunk[self.prediction_column]).to_numpy()
+            self._labels(chunk, values, self.prediction_column).to_numpy()
             if self.prediction_column in chunk.columns
             else None
         )

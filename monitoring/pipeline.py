@@ -1,0 +1,137 @@
+"""Evaluate a batch and log it as an MLflow run: what the CLI, MLproject and demo call."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from monitoring.config import MonitoringConfig
+from monitoring.evaluation import evaluate, fit_reference
+from monitoring.reference import Reference
+from monitoring.report import BatchReport
+from monitoring.sources import Source
+from monitoring.tracking import (
+    ModelInfo,
+    load_reference,
+    log_batch_report,
+    log_reference,
+    make_client,
+    resolve_model,
+    resolve_tracking_uri,
+)
+from monitoring.tracking.batch_run import duplicate_error, find_batch_runs
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+REFERENCE_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class LoggedEvaluation:
+    """A batch evaluation and where it was logged."""
+
+    report: BatchReport
+    run_id: str
+    experiment: str
+    tracking_uri: str
+    model: ModelInfo
+    batch_id: str
+
+
+def is_reference_id(value: object) -> bool:
+    """A 16-hex-digit id that is not also the name of a file here."""
+    return isinstance(value, str) and bool(REFERENCE_ID.match(value)) and not Path(value).exists()
+
+
+def obtain_reference(
+    client: MlflowClient,
+    reference: Reference | pd.DataFrame | str | Source,
+    config: MonitoringConfig,
+) -> Reference:
+    """A reference id is loaded from the store; data is fitted and logged once."""
+    if isinstance(reference, Reference):
+        fitted = reference
+    elif is_reference_id(reference):
+        return load_reference(client, reference)  # type: ignore[arg-type]
+    else:
+        fitted = fit_reference(reference, config=config)
+    log_reference(client, fitted)
+    return fitted
+
+
+def experiment_name(config: MonitoringConfig, model: ModelInfo) -> str:
+    return config.tracking.experiment.format(model_name=model.name)
+
+
+def evaluate_and_log(
+    batch: pd.DataFrame | str | Source,
+    *,
+    reference: Reference | pd.DataFrame | str | Source,
+    config: MonitoringConfig | None = None,
+    batch_id: str | None = None,
+    model_uri: str | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    model: Any = None,
+    query: str | None = None,
+    params: Mapping[str, object] | None = None,
+    replace: bool = False,
+    client: MlflowClient | None = None,
+    run_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> LoggedEvaluation:
+    """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
+
+    `batch_id` defaults to the source name and the batch's content digest. `model` is an
+    already loaded module to use instead of loading `model_uri`. `run_id` logs into an
+    existing run (the one `mlflow run` created) instead of a new one.
+    """
+    config = config or MonitoringConfig()
+    uri = resolve_tracking_uri(config.tracking.uri)
+    client = client or make_client(uri)
+    info = resolve_model(
+        client, model_uri=model_uri, model_name=model_name, model_version=model_version
+    )
+    experiment = experiment_name(config, info)
+    if batch_id is not None and not replace and run_id is None:
+        _refuse_duplicate(client, experiment, info, batch_id)
+    fitted = obtain_reference(client, reference, config)
+    report = evaluate(
+        batch,
+        fitted,
+        config=config,
+        model=model if model is not None else model_uri,
+        batch_id=batch_id,
+        query=query,
+        params=params,
+        progress=progress,
+    )
+    batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
+    run_id = log_batch_report(
+        client,
+        report,
+        model=info,
+        batch_id=batch_id,
+        experiment=experiment,
+        config=config.flat(),
+        replace=replace,
+        run_id=run_id,
+        plot_top_features=config.evaluation.plot_top_features,
+    )
+    return LoggedEvaluation(report, run_id, experiment, client.tracking_uri, info, batch_id)
+
+
+def _refuse_duplicate(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):
+    """Fail before the (possibly long) evaluation when the batch id is taken."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    runs = find_batch_runs(client, found.experiment_id, model, batch_id)
+    if runs:
+        raise duplicate_error(model, batch_id, runs[0].info.run_id)

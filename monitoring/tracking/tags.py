@@ -1,0 +1,23 @@
+"""Tag names and values of the run contract (BRIEF.md: "What a batch run holds")."""
+
+KIND = "monitoring.kind"
+MODEL_NAME = "monitoring.model_name"
+MODEL_VERSION = "monitoring.model_version"
+BATCH_ID = "monitoring.batch_id"
+REFERENCE_ID = "monitoring.reference_id"
+STATUS = "monitoring.status"
+ERROR = "monitoring.error"
+BATCH_DIGEST = "monitoring.batch_digest"
+BATCH_TIME_START = "monitoring.batch_time_start"
+BATCH_TIME_END = "monitoring.batch_time_end"
+REPLACES = "monitoring.replaces"
+REPLACED_BY = "monitoring.replaced_by"
+NOTE = "mlflow.note.content"
+RUN_NAME = "mlflow.runName"
+
+KIND_BATCH = "batch"
+KIND_REFERENCE = "reference"
+KIND_COMPARISON = "comparison"
+
+UNVERSIONED = "none"
+REFERENCE_EXPERIMENT = "monitoring-references"

@@ -1,0 +1,62 @@
+"""`mlflow run . -e evaluate` logs into the run that MLflow created, not a second one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_mlflow_run_evaluate_logs_into_its_own_run(
+    tracking_uri, tmp_path, reference_frame, batch_frame
+):
+    reference_frame.to_csv(tmp_path / "reference.csv", index=False)
+    batch_frame.to_csv(tmp_path / "batch.csv", index=False)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "run",
+            str(ROOT),
+            "-e",
+            "evaluate",
+            "-P",
+            f"source={tmp_path / 'batch.csv'}",
+            "-P",
+            f"reference={tmp_path / 'reference.csv'}",
+            "-P",
+            "batch_id=mlproject-1",
+            "-P",
+            "model_name=churn",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "launched",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("launched")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["monitoring.kind"] == "batch"
+    assert run.data.tags["monitoring.batch_id"] == "mlproject-1"
+    assert run.data.tags["mlflow.project.entryPoint"] == "evaluate"
+    assert "drift/x/psi" in run.data.metrics
+    assert client.get_experiment_by_name("monitoring-churn") is None  # no second run elsewhere
