@@ -57,7 +57,34 @@ def _require_file(path: Path) -> None:
         raise SourceError(f"not a file: {path}")
 
 
-class CsvSource:
+class _FileSource:
+    """What every single-file source shares: its path, name, description and pass."""
+
+    _path: Path
+
+    @property
+    def path(self) -> Path:
+        """The file read."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return self._path.name
+
+    def describe(self) -> str:
+        """The absolute path of the file."""
+        return str(self._path.absolute())
+
+    def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pd.DataFrame]:
+        """Yield the file's rows, ``chunk_size`` at a time."""
+        return self._chunks(check_chunk_size(chunk_size), start=0)
+
+    def _chunks(self, chunk_size: int, start: int) -> Iterator[pd.DataFrame]:
+        raise NotImplementedError
+
+
+class CsvSource(_FileSource):
     """A CSV (or TSV, optionally gzipped) file read with ``pandas.read_csv(chunksize=...)``.
 
     ``read_options`` are passed to ``read_csv`` (``sep``, ``dtype``, ``usecols``,
@@ -80,24 +107,6 @@ class CsvSource:
         ):
             options["sep"] = "\t"
         self._options = options
-
-    @property
-    def path(self) -> Path:
-        """The file read."""
-        return self._path
-
-    @property
-    def name(self) -> str:
-        """The file name."""
-        return self._path.name
-
-    def describe(self) -> str:
-        """The absolute path of the file."""
-        return str(self._path.absolute())
-
-    def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pd.DataFrame]:
-        """Yield the file's rows, ``chunk_size`` at a time."""
-        return self._chunks(check_chunk_size(chunk_size), start=0)
 
     def _chunks(self, chunk_size: int, start: int) -> Iterator[pd.DataFrame]:
         import pandas as pd
@@ -127,29 +136,11 @@ class CsvSource:
         return SourceError(f"{self._path}: cannot read as CSV: {detail}")
 
 
-class ParquetSource:
+class ParquetSource(_FileSource):
     """A Parquet file read one record batch at a time (``ParquetFile.iter_batches``)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
-
-    @property
-    def path(self) -> Path:
-        """The file read."""
-        return self._path
-
-    @property
-    def name(self) -> str:
-        """The file name."""
-        return self._path.name
-
-    def describe(self) -> str:
-        """The absolute path of the file."""
-        return str(self._path.absolute())
-
-    def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pd.DataFrame]:
-        """Yield the file's rows, ``chunk_size`` at a time."""
-        return self._chunks(check_chunk_size(chunk_size), start=0)
 
     def _chunks(self, chunk_size: int, start: int) -> Iterator[pd.DataFrame]:
         import pyarrow as pa
