@@ -90,6 +90,7 @@ class _Pass:
         self.prediction_column = self.schema.prediction or DEFAULT_PREDICTION_COLUMN
         self.score_columns = dict(self.schema.prediction_scores)
         self.has_prediction = False
+        self.has_truth = False
         self.classes = reference.classes
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
         self.time_min: Any = None
@@ -98,8 +99,18 @@ class _Pass:
 
     def start(self, chunk: pd.DataFrame) -> None:
         """Decide, from the first chunk, where predictions come from."""
-        check_columns(chunk, self.schema, where=self.where, need_prediction=False)
+        check_columns(
+            chunk, self.schema, where=self.where, need_prediction=False, need_target=False
+        )
         present = set(map(str, chunk.columns))
+        target = self.schema.target
+        self.has_truth = bool(target and target in present and chunk[target].notna().any())
+        if target and not self.has_truth:
+            self.profile.columns.pop(target, None)  # label drift is not measurable yet
+            self.warnings.append(
+                f"the batch has no ground truth in {target!r} (absent or empty in its first "
+                "chunk): label drift and performance are not measured"
+            )
         given = [c for c in self.schema.prediction_columns if c in present]
         if given and self.model is not None and chunk[given].isna().all().all():
             given = []  # predictions not stored yet (all NULL): the model makes them
@@ -126,7 +137,7 @@ class _Pass:
                 "the batch has no prediction column and no model was given: prediction "
                 "drift and performance are not measured"
             )
-        if self.has_prediction and self.schema.target:
+        if self.has_prediction and self.has_truth:
             if self.schema.task == "regression":
                 self.performance = RegressionMetrics()
             else:
@@ -141,6 +152,7 @@ class _Pass:
                 self.schema,
                 where=self.where,
                 need_prediction=self.has_prediction and not self.predicted_by_model,
+                need_target=self.has_truth,
             )
         if self.predicted_by_model:
             predictions = predict_frame(

@@ -205,10 +205,21 @@ def infer_schema(sample: pd.DataFrame, config: SchemaConfig) -> tuple[Schema, li
 
 
 def check_columns(
-    frame: pd.DataFrame, schema: Schema, *, where: str, need_prediction: bool
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    where: str,
+    need_prediction: bool,
+    need_target: bool = True,
 ) -> None:
-    """Fail when `frame` lacks a schema column or holds columns the reference did not have."""
-    required = set(schema.features) | {c for c in (schema.id, schema.target) if c}
+    """Fail when `frame` lacks a schema column or holds columns the reference did not have.
+
+    The prediction and the target may be absent from a batch (predictions made by a model,
+    ground truth not known yet) unless `need_prediction` / `need_target` say otherwise.
+    """
+    required = set(schema.features) | {c for c in (schema.id,) if c}
+    if need_target and schema.target:
+        required.add(schema.target)
     if need_prediction:
         required |= set(schema.prediction_columns)
     present = {str(c) for c in frame.columns}

@@ -188,3 +188,18 @@ def test_time_range_comes_from_the_timestamp_column():
         ),
     )
     assert report.time_range == ("2026-01-01T00:00:00", "2026-01-05T03:00:00")
+
+
+@pytest.mark.parametrize(
+    "without_truth",
+    [
+        pytest.param(lambda f: f.drop(columns="label"), id="column-absent"),
+        pytest.param(lambda f: f.assign(label=None), id="column-empty"),
+    ],
+)
+def test_batch_whose_ground_truth_is_not_known_yet(reference_frame, drifted_frame, without_truth):
+    report = evaluate(without_truth(drifted_frame), reference_frame)
+    assert report.performance == {}
+    assert report.target_drift is None
+    assert report.drifted_features == ["x"]
+    assert any("no ground truth in 'label'" in w for w in report.warnings)
