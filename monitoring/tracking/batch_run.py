@@ -21,9 +21,8 @@ from monitoring.reference import FEATURE
 from monitoring.report import BatchReport
 from monitoring.summary import markdown_summary
 from monitoring.tracking import tags
-from monitoring.tracking.experiments import experiment_id
+from monitoring.tracking.experiments import experiment_id, mark_failed
 from monitoring.tracking.keys import key_map
-from monitoring.tracking.reference_run import _fail
 from monitoring.tracking.registry import ModelInfo
 
 if TYPE_CHECKING:
@@ -80,9 +79,9 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
         out[f"perf/{name}"] = value
     out["data/n_rows"] = float(report.n_rows)
     out["data/n_features"] = float(len(features))
-    cells = sum(c.n + round(c.missing_rate * report.n_rows) for c in features)
-    missing = sum(round(c.missing_rate * report.n_rows) for c in features)
-    out["data/missing_rate"] = missing / cells if cells else 0.0
+    # Every feature has one cell per row, so the share of missing cells is the mean rate.
+    rates = [c.missing_rate for c in features]
+    out["data/missing_rate"] = sum(rates) / len(rates) if rates else 0.0
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
 
@@ -232,7 +231,7 @@ def log_batch_report(
             tags=[RunTag(k, v) for k, v in run_tags.items()],
         )
     except Exception as error:
-        _fail(client, run_id, error)
+        mark_failed(client, run_id, error)
         if isinstance(error, TrackingError):
             raise
         raise TrackingError(f"logging batch {batch_id!r} failed: {error}") from error

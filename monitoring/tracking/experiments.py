@@ -1,8 +1,10 @@
-"""Get-or-create an experiment by name, safe when two processes race to create it."""
+"""Experiments and run states: get-or-create by name, list all, mark a run FAILED."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from monitoring.tracking.tags import ERROR as ERROR_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,3 +37,12 @@ def all_experiments(client: MlflowClient) -> list:
         token = page.token
         if not token:
             return found
+
+
+def mark_failed(client: MlflowClient, run_id: str, error: BaseException) -> None:
+    """Best effort: mark the run FAILED with the reason, never hide the original error."""
+    try:
+        client.set_tag(run_id, ERROR_TAG, f"{type(error).__name__}: {error}"[:5000])
+        client.set_terminated(run_id, "FAILED")
+    except Exception:  # noqa: BLE001 - the store may be the thing that failed
+        pass

@@ -10,7 +10,7 @@ from monitoring.errors import NotFittedError, TrackingError
 from monitoring.reference import Reference
 from monitoring.reference_files import load_reference_files, save_reference
 from monitoring.tracking import tags
-from monitoring.tracking.experiments import all_experiments, experiment_id
+from monitoring.tracking.experiments import all_experiments, experiment_id, mark_failed
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -83,7 +83,7 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
             ],
         )
     except Exception as error:
-        _fail(client, run_id, error)
+        mark_failed(client, run_id, error)
         raise TrackingError(f"logging reference {reference.id} failed: {error}") from error
     client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -100,12 +100,3 @@ def load_reference(client: MlflowClient, reference_id: str) -> Reference:
     with tempfile.TemporaryDirectory() as folder:
         local = client.download_artifacts(run_id, ARTIFACT_DIR, folder)
         return load_reference_files(local)
-
-
-def _fail(client: MlflowClient, run_id: str, error: BaseException) -> None:
-    """Best effort: mark the run FAILED with the reason, never hide the original error."""
-    try:
-        client.set_tag(run_id, tags.ERROR, f"{type(error).__name__}: {error}"[:5000])
-        client.set_terminated(run_id, "FAILED")
-    except Exception:  # noqa: BLE001 - the store may be the thing that failed
-        pass
