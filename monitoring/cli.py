@@ -1,7 +1,8 @@
 """The `monitoring` command: thin click commands over the Python API.
 
 Exit codes: 0 done; 1 a monitoring error (bad input, unreachable store, ...), printed as
-one line; 2 a usage error (click); 3 the batch drifted and `--fail-on-drift` was given.
+one line; 2 a usage error (click); 3 the batch drifted and `--fail-on-drift` was given;
+4 an alert rule fired at the batch and `--fail-on-alert` was given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from monitoring.errors import MonitoringError
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 3
+EXIT_ALERT = 4
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:
@@ -174,6 +176,11 @@ def main() -> None:
 )
 @click.option("--replace", is_flag=True, help="Replace an earlier run of the same batch id.")
 @click.option(
+    "--fail-on-alert",
+    is_flag=True,
+    help=f"Exit with code {EXIT_ALERT} when an alert rule fires at this batch.",
+)
+@click.option(
     "--fail-on-drift",
     is_flag=True,
     help=f"Exit with code {EXIT_DRIFT} when the batch status is not ok.",
@@ -190,6 +197,7 @@ def evaluate(
     model_uri: str | None,
     chunk_size: int | None,
     replace: bool,
+    fail_on_alert: bool,
     fail_on_drift: bool,
     query: str | None,
     params: tuple[str, ...],
@@ -230,8 +238,105 @@ def evaluate(
     click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
     click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
     click.echo(f"browse: mlflow ui --backend-store-uri {logged.tracking_uri}")
+    if report.alerts:
+        click.echo(f"alert: {', '.join(report.alerts)}")
+    if fail_on_alert and report.alerts:
+        sys.exit(EXIT_ALERT)
     if fail_on_drift and report.status != "ok":
         sys.exit(EXIT_DRIFT)
+
+
+@main.command("compare")
+@click.option("--model-name", required=True, help="The monitored model (its batch runs).")
+@click.option("--versions", help="Comma-separated model versions (default: all).")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Metric key to follow (repeatable); default: batch-level drift, the chief "
+    "statistic of drifted features, every perf/*.",
+)
+@click.option("--since", help="First batch time (ISO date or datetime).")
+@click.option("--until", help="Last batch time (ISO date or datetime).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for trend.csv, summary.csv, alerts.csv, differences.csv and plots.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "markdown"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--log", "log_run", is_flag=True, help="Log the comparison as an MLflow run.")
+@click.option(
+    "--rebuild-history",
+    is_flag=True,
+    help="Rebuild each version's history parent run from its batch runs.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML settings: alert rules, tracking.",
+)
+@handle_errors
+def compare_command(
+    model_name: str,
+    versions: str | None,
+    metrics: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    out: str | None,
+    fmt: str,
+    log_run: bool,
+    rebuild_history: bool,
+    config_path: str | None,
+) -> None:
+    """Trends across batches and model versions, with alerts, read from MLflow."""
+    from monitoring.comparison import compare, render, write_outputs
+    from monitoring.config import load_config
+    from monitoring.tracking import make_client
+
+    config = load_config(config_path)
+    client = make_client(config.tracking.uri)
+    result = compare(
+        model_name,
+        versions=_split(versions),
+        metrics=metrics or None,
+        since=since,
+        until=until,
+        rules=config.alerts.rules,
+        client=client,
+    )
+    click.echo(render(result, fmt))
+    fired = result.alerts[result.alerts["alert"]]
+    for (version, rule), part in fired.groupby(["model_version", "rule"]):
+        click.echo(
+            f"alert: version {version}: {rule} from batch "
+            f"{part.sort_values('batch_seq')['batch_id'].iloc[0]}",
+            err=True,
+        )
+    if out:
+        for path in write_outputs(result, out):
+            click.echo(f"wrote {path}", err=True)
+    if rebuild_history:
+        from monitoring.pipeline import experiment_name_for
+        from monitoring.tracking.experiments import experiment_id
+        from monitoring.tracking.history_runs import sync_history
+
+        experiment = experiment_id(client, experiment_name_for(config, model_name))
+        for version in result.trend["model_version"].unique():
+            run_id = sync_history(client, experiment, model_name, version, rebuild=True)
+            click.echo(f"history of version {version}: run {run_id}", err=True)
+    if log_run:
+        from monitoring.pipeline import experiment_name_for
+        from monitoring.tracking.comparison_run import log_comparison
+
+        run_id = log_comparison(client, result, experiment=experiment_name_for(config, model_name))
+        click.echo(f"comparison run: {run_id}", err=True)
 
 
 @main.group()

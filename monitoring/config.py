@@ -148,14 +148,37 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Where runs go. `uri` is used only when MLFLOW_TRACKING_URI is unset."""
+    """Where runs go. `uri` is used only when MLFLOW_TRACKING_URI is unset; `history`
+    keeps a parent run per model version whose metric history draws batches as lines."""
 
     uri: str | None = None
     experiment: str = "monitoring-{model_name}"
+    history: bool = True
 
     def __post_init__(self) -> None:
         if not self.experiment:
             raise _fail("tracking.experiment", "a non-empty name", self.experiment)
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Rules across batches (see docs/alerts.md); default: 3 of the last 3 batches drifted.
+
+    `rules` takes AlertRule objects or the tables of `[[alerts.rules]]`.
+    """
+
+    rules: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from monitoring.alerts import DEFAULT_RULES, AlertRule, rules_from_config
+
+        if self.rules is None:
+            rules: tuple[Any, ...] = tuple(DEFAULT_RULES)
+        else:
+            tables = [r for r in self.rules if not isinstance(r, AlertRule)]
+            built = iter(rules_from_config(tables)) if tables else iter(())
+            rules = tuple(r if isinstance(r, AlertRule) else next(built) for r in self.rules)
+        object.__setattr__(self, "rules", rules)
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,7 @@ class MonitoringConfig:
     schema: SchemaConfig = field(default_factory=SchemaConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
 
     def replace(self, section: str, **changes: Any) -> MonitoringConfig:
         """A copy with some fields of one section changed (None values are ignored)."""
@@ -182,7 +206,7 @@ class MonitoringConfig:
             for item in dataclasses.fields(getattr(self, section.name)):
                 value = getattr(getattr(self, section.name), item.name)
                 if isinstance(value, tuple):
-                    value = ",".join(value)
+                    value = ",".join(map(str, value))
                 elif isinstance(value, Mapping):
                     value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
                 out[f"{section.name}.{item.name}"] = str(value)
@@ -194,6 +218,7 @@ _SECTIONS = {
     "schema": SchemaConfig,
     "evaluation": EvaluationConfig,
     "tracking": TrackingConfig,
+    "alerts": AlertConfig,
 }
 
 

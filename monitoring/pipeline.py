@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from monitoring.tracking import (
     resolve_model,
     resolve_tracking_uri,
 )
+from monitoring.tracking.alerting import alerts_for_batch
 from monitoring.tracking.batch_run import duplicate_error, find_batch_runs
+from monitoring.tracking.history_runs import sync_history
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -65,8 +68,9 @@ def obtain_reference(
     return fitted
 
 
-def experiment_name(config: MonitoringConfig, model: ModelInfo) -> str:
-    return config.tracking.experiment.format(model_name=model.name)
+def experiment_name_for(config: MonitoringConfig, model_name: str) -> str:
+    """The experiment of a monitored model (`tracking.experiment`, default monitoring-NAME)."""
+    return config.tracking.experiment.format(model_name=model_name)
 
 
 def evaluate_and_log(
@@ -98,7 +102,7 @@ def evaluate_and_log(
     info = resolve_model(
         client, model_uri=model_uri, model_name=model_name, model_version=model_version
     )
-    experiment = experiment_name(config, info)
+    experiment = experiment_name_for(config, info.name)
     if batch_id is not None and not replace and run_id is None:
         _refuse_duplicate(client, experiment, info, batch_id)
     fitted = obtain_reference(client, reference, config)
@@ -113,6 +117,10 @@ def evaluate_and_log(
         progress=progress,
     )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
+    alerts = alerts_for_batch(
+        client, report, model=info, batch_id=batch_id, rules=config.alerts.rules
+    )
+    report = dataclasses.replace(report, alerts=alerts)
     run_id = log_batch_report(
         client,
         report,
@@ -124,6 +132,9 @@ def evaluate_and_log(
         run_id=run_id,
         plot_top_features=config.evaluation.plot_top_features,
     )
+    if config.tracking.history:
+        experiment_key = client.get_run(run_id).info.experiment_id
+        sync_history(client, experiment_key, info.name, info.version)
     return LoggedEvaluation(report, run_id, experiment, client.tracking_uri, info, batch_id)
 
 

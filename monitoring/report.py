@@ -32,6 +32,7 @@ class BatchReport:
     predicted_by_model: bool = False
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    alerts: tuple[str, ...] = ()
 
     @property
     def reference_id(self) -> str:
@@ -64,7 +65,10 @@ class BatchReport:
 
     @property
     def status(self) -> str:
-        """`drift` when inputs, prediction or target drifted, else `ok`."""
+        """`alert` when an alert rule fired across batches (set by the tracking layer),
+        else `drift` when inputs, prediction or target drifted, else `ok`."""
+        if self.alerts:
+            return STATUS_ALERT
         drifted = self.dataset_drift or self.prediction_drift or self.target_drift
         return STATUS_DRIFT if drifted else STATUS_OK
 

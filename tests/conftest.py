@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import requests
+import sqlalchemy
 
 matplotlib.use("Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +82,73 @@ def batch_frame() -> pd.DataFrame:
 @pytest.fixture
 def drifted_frame() -> pd.DataFrame:
     return make_frame(800, seed=3, shift=1.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(tmp_path, monkeypatch):
+    """Start scripts/start_tracking_server.sh on a free port with a `sqlite` or `postgres`
+    backend store, point MLFLOW_TRACKING_URI at it, and stop it (and drop the database)."""
+    started = []
+
+    def start(backend: str) -> str:
+        database = f"mlflow_test_{uuid.uuid4().hex[:8]}"
+        store = (
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+            if backend == "postgres"
+            else f"sqlite:///{tmp_path}/server.db"
+        )
+        process, uri = _launch(store, tmp_path)
+        started.append((process, database if backend == "postgres" else None))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.chdir(tmp_path)
+        return uri
+
+    yield start
+    for process, database in started:
+        _stop(process, database)
+
+
+def _launch(store: str, tmp_path):
+    port = _free_port()
+    env = dict(
+        os.environ,
+        MLFLOW_BACKEND_STORE_URI=store,
+        MLFLOW_ARTIFACTS_DESTINATION=str(tmp_path / "artifacts"),
+        MLFLOW_PORT=str(port),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
+    with (tmp_path / f"server-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(ROOT / "scripts" / "start_tracking_server.sh")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{uri}/health", timeout=2).ok:
+                return process, uri
+        except requests.RequestException:
+            time.sleep(0.5)
+    _stop(process, None)
+    pytest.fail(f"server on {store} did not start")
+
+
+def _stop(process, database: str | None) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+    if database:
+        engine = sqlalchemy.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{database}"'))
+        engine.dispose()

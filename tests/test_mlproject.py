@@ -51,7 +51,9 @@ def test_mlflow_run_evaluate_logs_into_its_own_run(
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("launched")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`monitoring.kind` = 'batch'"
+    )
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"

@@ -36,13 +36,14 @@ def batch_filter(model: ModelInfo, batch_id: str) -> str:
     """search_runs filter for the finished batch runs of (model, version, batch id)."""
     return (
         f"tags.`{tags.KIND}` = '{tags.KIND_BATCH}' and "
-        f"tags.`{tags.MODEL_NAME}` = '{_quote(model.name)}' and "
-        f"tags.`{tags.MODEL_VERSION}` = '{_quote(model.version)}' and "
-        f"tags.`{tags.BATCH_ID}` = '{_quote(batch_id)}' and attributes.status = 'FINISHED'"
+        f"tags.`{tags.MODEL_NAME}` = '{quote_value(model.name)}' and "
+        f"tags.`{tags.MODEL_VERSION}` = '{quote_value(model.version)}' and "
+        f"tags.`{tags.BATCH_ID}` = '{quote_value(batch_id)}' and attributes.status = 'FINISHED'"
     )
 
 
-def _quote(value: str) -> str:
+def quote_value(value: str) -> str:
+    """A value for a search_runs filter string, single quotes doubled."""
     return value.replace("'", "''")
 
 
@@ -213,6 +214,8 @@ def log_batch_report(
     }
     if report.time_range:
         run_tags[tags.BATCH_TIME_START], run_tags[tags.BATCH_TIME_END] = report.time_range
+    if report.alerts:
+        run_tags[tags.ALERTS] = ", ".join(report.alerts)
     if previous:
         run_tags[tags.REPLACES] = ",".join(previous)
     if run_id is None:

@@ -21,3 +21,5 @@ KIND_COMPARISON = "comparison"
 
 UNVERSIONED = "none"
 REFERENCE_EXPERIMENT = "monitoring-references"
+KIND_HISTORY = "history"
+ALERTS = "monitoring.alerts"
