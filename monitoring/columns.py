@@ -6,6 +6,8 @@ Row numbers in messages are 0-based positions in the whole source (chunk offset 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -57,3 +59,21 @@ def label_values(series: pd.Series) -> pd.Series:
     out = series.astype(object).where(mask, np.nan)
     out[mask] = out[mask].astype(str)
     return out
+
+
+def score_matrix(
+    frame: pd.DataFrame, score_columns: Mapping[str, str], classes: Sequence[str]
+) -> np.ndarray | None:
+    """Class probabilities (rows x classes, in `classes` order), or None when incomplete.
+
+    A binary task may give one class's probability only; the other is its complement.
+    """
+    given = [c for c in classes if c in score_columns and score_columns[c] in frame.columns]
+    if len(classes) == 2 and len(given) == 1:
+        p = frame[score_columns[given[0]]].to_numpy(dtype=np.float64, na_value=np.nan)
+        pair = np.column_stack([1.0 - p, p])
+        return pair if given[0] == classes[1] else pair[:, ::-1]
+    if not given or len(given) != len(classes):
+        return None
+    columns = [score_columns[c] for c in classes]
+    return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)

@@ -70,7 +70,8 @@ class ColumnDrift:
         return self.score(self.decision_method)
 
 
-def _bin_labels(profile: Profile) -> tuple[str, ...]:
+def bin_labels(profile: Profile) -> tuple[str, ...]:
+    """Readable names of the reference's bins (or categories, then unseen)."""
     if isinstance(profile, NumericalProfile):
         edges = [f"{e:.4g}" for e in profile.edges]
         if not edges:
@@ -140,7 +141,7 @@ def compare_column(
         unseen_rate=unseen,
         reference_counts=profile.counts,
         batch_counts=summary.counts.copy(),
-        bin_labels=_bin_labels(profile),
+        bin_labels=bin_labels(profile),
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.columns import label_values, numeric_values
+from monitoring.columns import label_values, numeric_values, score_matrix
 from monitoring.config import MonitoringConfig
 from monitoring.drift import compare
 from monitoring.errors import EmptyBatchError, InvalidValueError
@@ -32,6 +32,7 @@ from monitoring.profile import BatchProfile
 from monitoring.reference import FEATURE, NumericalProfile, Reference, fit_reference_chunks
 from monitoring.report import BatchReport
 from monitoring.schema import Schema, check_columns
+from monitoring.segments import SegmentErrors
 from monitoring.sources import Source, open_source
 from monitoring.worst import WorstSamples
 
@@ -84,6 +85,7 @@ class _Pass:
         self.where = where
         self.profile = BatchProfile.empty(reference)
         self.worst = WorstSamples(config.evaluation.worst_k)
+        self.segments = SegmentErrors(reference)
         self.digest = hashlib.sha256()
         self.offset = 0
         self.predicted_by_model = False
@@ -178,6 +180,7 @@ class _Pass:
         errors = self._update_performance(chunk, values)
         if errors is not None:
             self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
+            self.segments.update(values, errors)
         self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
         self._update_time(chunk)
         self.offset += len(chunk)
@@ -223,16 +226,7 @@ class _Pass:
                 )
 
     def _scores(self, chunk: pd.DataFrame) -> np.ndarray | None:
-        """Class probabilities in class order; a binary task may give only one class's."""
-        given = [c for c in self.classes if c in self.score_columns]
-        if len(self.classes) == 2 and len(given) == 1:
-            p = chunk[self.score_columns[given[0]]].to_numpy(dtype=np.float64, na_value=np.nan)
-            pair = np.column_stack([1.0 - p, p])
-            return pair if given[0] == self.classes[1] else pair[:, ::-1]
-        if not given or len(given) != len(self.classes):
-            return None
-        columns = [self.score_columns[c] for c in self.classes]
-        return chunk[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+        return score_matrix(chunk, self.score_columns, self.classes)
 
     def _update_performance(self, chunk: pd.DataFrame, values: dict[str, Any]) -> np.ndarray | None:
         if self.performance is None:
@@ -330,6 +324,7 @@ def evaluate(
         n_rows=state.offset,
         performance=performance,
         worst_samples=state.worst.result(),
+        segments=state.segments.table() if state.performance is not None else None,
         batch_digest=state.digest.hexdigest()[:16],
         source=source.describe(),
         source_name=source.name,

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from monitoring.columns import label_values, numeric_values
+from monitoring.columns import label_values, numeric_values, score_matrix
 from monitoring.config import DriftConfig, SchemaConfig
 from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.schema import Schema, check_columns, infer_schema
 from monitoring.stats.histogram import bin_counts, quantile_edges
 
 FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
+MISSING_KEY = "\x00missing"  # stands for a missing value among category keys
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class NumericalProfile:
     n_missing: int
     mean: float
     std: float
+    segment_error_sum: np.ndarray | None = None
+    segment_error_count: np.ndarray | None = None
     kind: str = field(default="numerical", init=False)
 
     @property
@@ -59,6 +62,8 @@ class CategoricalProfile:
     counts: np.ndarray
     n: int
     n_missing: int
+    segment_error_sum: np.ndarray | None = None
+    segment_error_count: np.ndarray | None = None
     kind: str = field(default="categorical", init=False)
 
     @property
@@ -111,31 +116,76 @@ class Reference:
             else:
                 h.update("\x1f".join(p.vocabulary).encode())
                 h.update(np.ascontiguousarray(p.counts).tobytes())
+            for array in (p.segment_error_sum, p.segment_error_count):
+                if array is not None:
+                    h.update(np.ascontiguousarray(array).tobytes())
         return h.hexdigest()[:16]
 
 
 class _NumericCollector:
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
+        self.error_parts: list[np.ndarray] = []
+        self.missing_errors: list[np.ndarray] = []
         self.n_missing = 0
 
-    def add(self, values: np.ndarray) -> None:
+    def add(self, values: np.ndarray, errors: np.ndarray | None = None) -> None:
         missing = np.isnan(values)
         self.n_missing += int(missing.sum())
         self.parts.append(values[~missing])
+        if errors is not None:
+            self.error_parts.append(errors[~missing])
+            self.missing_errors.append(errors[missing])
 
     def values(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.empty(0)
+
+    def segment_errors(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Error sums and counts per bin, then for missing values (rows with an error)."""
+        if not self.error_parts:
+            return None
+        values, errors = self.values(), np.concatenate(self.error_parts)
+        known = ~np.isnan(errors)
+        index = np.searchsorted(edges, values[known], side="right")
+        size = len(edges) + 1
+        missing = np.concatenate(self.missing_errors)
+        missing = missing[~np.isnan(missing)]
+        sums = np.append(np.bincount(index, weights=errors[known], minlength=size), missing.sum())
+        counts = np.append(np.bincount(index, minlength=size), missing.size)
+        return sums, counts.astype(np.int64)
 
 
 class _CategoryCollector:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.error_sums: Counter[str] = Counter()
+        self.error_counts: Counter[str] = Counter()
+        self.has_errors = False
         self.n_missing = 0
 
-    def add(self, values: pd.Series) -> None:
+    def add(self, values: pd.Series, errors: np.ndarray | None = None) -> None:
         self.n_missing += int(values.isna().sum())
         self.counts.update(values.dropna().value_counts().to_dict())
+        if errors is not None:
+            self.has_errors = True
+            keys = values.astype(object).where(values.notna(), MISSING_KEY).to_numpy()
+            known = ~np.isnan(errors)
+            grouped = pd.Series(errors[known]).groupby(keys[known])
+            self.error_sums.update(grouped.sum().to_dict())
+            self.error_counts.update(grouped.size().to_dict())
+
+    def segment_errors(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Error sums and counts per category, the unseen bucket, then missing values."""
+        if not self.has_errors:
+            return None
+        sums = [self.error_sums.get(v, 0.0) for v in vocabulary]
+        counts = [self.error_counts.get(v, 0) for v in vocabulary]
+        known = set(vocabulary) | {MISSING_KEY}
+        sums.append(sum(x for k, x in self.error_sums.items() if k not in known))
+        counts.append(sum(x for k, x in self.error_counts.items() if k not in known))
+        sums.append(self.error_sums.get(MISSING_KEY, 0.0))
+        counts.append(self.error_counts.get(MISSING_KEY, 0))
+        return np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.int64)
 
 
 def _numeric_profile(
@@ -148,6 +198,7 @@ def _numeric_profile(
         rng = np.random.default_rng(drift.seed)
         sample = rng.choice(values, size=drift.max_support, replace=False)
     support, support_counts = np.unique(sample, return_counts=True)
+    segments = collector.segment_errors(edges)
     return NumericalProfile(
         column=column,
         role=role,
@@ -159,6 +210,8 @@ def _numeric_profile(
         n_missing=collector.n_missing,
         mean=float(values.mean()),
         std=float(values.std()),
+        segment_error_sum=segments[0] if segments else None,
+        segment_error_count=segments[1] if segments else None,
     )
 
 
@@ -168,6 +221,7 @@ def _categorical_profile(
     counts = np.array([collector.counts.get(v, 0) for v in vocabulary] + [0], dtype=np.int64)
     rare = sum(n for v, n in collector.counts.items() if v not in set(vocabulary))
     counts[-1] = rare  # categories beyond max_categories share the last bucket with unseen ones
+    segments = collector.segment_errors(vocabulary)
     return CategoricalProfile(
         column=column,
         role=role,
@@ -175,6 +229,8 @@ def _categorical_profile(
         counts=counts,
         n=int(sum(collector.counts.values())),
         n_missing=collector.n_missing,
+        segment_error_sum=segments[0] if segments else None,
+        segment_error_count=segments[1] if segments else None,
     )
 
 
@@ -201,6 +257,7 @@ def fit_reference_chunks(
     notes: list[str] = []
     numeric: dict[str, _NumericCollector] = {}
     categorical: dict[str, _CategoryCollector] = {}
+    sample = RowSample(ANOMALY_SAMPLE_ROWS, seed=drift.seed)
     n_rows = 0
     where = f"reference {source}"
     for chunk in chunks:
@@ -209,11 +266,18 @@ def fit_reference_chunks(
             resolved, notes = infer_schema(chunk, hints)
         check_columns(chunk, resolved, where=where, need_prediction=False)
         numeric_columns, label_columns = _reference_columns(resolved, chunk)
+        errors = reference_errors(resolved, chunk, offset=n_rows, where=where)
+        features = set(resolved.features)
         for column in numeric_columns:
             values = numeric_values(chunk[column], column=column, offset=n_rows, where=where)
-            numeric.setdefault(column, _NumericCollector()).add(values)
+            own = errors if column in features else None
+            numeric.setdefault(column, _NumericCollector()).add(values, own)
         for column in label_columns:
-            categorical.setdefault(column, _CategoryCollector()).add(label_values(chunk[column]))
+            own = errors if column in features else None
+            categorical.setdefault(column, _CategoryCollector()).add(
+                label_values(chunk[column]), own
+            )
+        sample.add(chunk[[c for c in resolved.features if c in chunk.columns]])
         n_rows += len(chunk)
     if resolved is None or n_rows == 0:
         raise EmptyBatchError(f"{where} has no rows")
@@ -221,6 +285,60 @@ def fit_reference_chunks(
         isinstance(schema, SchemaConfig) and schema.numerical is not None
     )
     return _assemble(resolved, numeric, categorical, n_rows, drift, source, notes, numerical_given)
+
+
+ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly score
+
+
+class RowSample:
+    """A uniform sample of up to `size` rows of a stream (smallest random keys win)."""
+
+    def __init__(self, size: int, *, seed: int) -> None:
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.rows: pd.DataFrame | None = None
+        self.keys = np.empty(0)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        keys = np.concatenate([self.keys, self.rng.random(len(chunk))])
+        rows = chunk.reset_index(drop=True)
+        rows = rows if self.rows is None else pd.concat([self.rows, rows], ignore_index=True)
+        keep = np.argsort(keys, kind="stable")[: self.size]
+        self.rows, self.keys = rows.iloc[keep].reset_index(drop=True), keys[keep]
+
+
+def reference_errors(
+    schema: Schema, chunk: pd.DataFrame, *, offset: int, where: str
+) -> np.ndarray | None:
+    """Per-row error of the reference's own predictions (None without truth or prediction),
+    measured as for a batch, so segments can be compared with the reference."""
+    from monitoring.performance import classification_error, regression_error
+
+    present = set(map(str, chunk.columns))
+    if not schema.target or schema.target not in present:
+        return None
+    has_label = bool(schema.prediction and schema.prediction in present)
+    if schema.task == "regression":
+        if not has_label:
+            return None
+        truth = numeric_values(
+            chunk[schema.target], column=schema.target, offset=offset, where=where
+        )
+        predicted = numeric_values(
+            chunk[schema.prediction], column=str(schema.prediction), offset=offset, where=where
+        )
+        return regression_error(truth, predicted)
+    classes = sorted(schema.prediction_scores)
+    scores = score_matrix(chunk, schema.prediction_scores, classes) if classes else None
+    labels = label_values(chunk[schema.prediction]).to_numpy() if has_label else None
+    if scores is None and labels is None:
+        return None
+    truth = label_values(chunk[schema.target]).to_numpy()
+    if scores is not None and not set(truth[pd.notna(truth)]) <= set(classes):
+        scores = None  # score columns do not cover the labels: fall back to hits and misses
+        if labels is None:
+            return None
+    return classification_error(truth, labels, scores, classes=classes or None)
 
 
 def _reference_columns(schema: Schema, chunk: pd.DataFrame) -> tuple[list[str], list[str]]:

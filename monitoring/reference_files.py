@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 JSON_NAME = "reference.json"
 ARRAYS_NAME = "reference.npz"
 _ARRAYS = ("edges", "counts", "support", "support_counts")
+_SEGMENT_ARRAYS = ("segment_error_sum", "segment_error_count")
 
 
 def save_reference(reference: Reference, folder: str | Path) -> Path:
@@ -41,6 +42,9 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         else:
             entry["vocabulary"] = list(p.vocabulary)
             arrays[f"{index}.counts"] = p.counts
+        for name in _SEGMENT_ARRAYS:
+            if getattr(p, name) is not None:
+                arrays[f"{index}.{name}"] = getattr(p, name)
         profiles.append(entry)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -73,6 +77,7 @@ def load_reference_files(folder: str | Path) -> Reference:
     profiles: dict[str, Profile] = {}
     for index, entry in enumerate(meta["profiles"]):
         column = entry["column"]
+        segments = {name: arrays.get(f"{index}.{name}") for name in _SEGMENT_ARRAYS}
         if entry["kind"] == "numerical":
             profiles[column] = NumericalProfile(
                 column=column,
@@ -82,6 +87,7 @@ def load_reference_files(folder: str | Path) -> Reference:
                 mean=entry["mean"],
                 std=entry["std"],
                 **{name: arrays[f"{index}.{name}"] for name in _ARRAYS},
+                **segments,
             )
         else:
             profiles[column] = CategoricalProfile(
@@ -91,6 +97,7 @@ def load_reference_files(folder: str | Path) -> Reference:
                 counts=arrays[f"{index}.counts"],
                 n=entry["n"],
                 n_missing=entry["n_missing"],
+                **segments,
             )
     reference = Reference(
         schema=Schema.from_dict(meta["schema"]),

@@ -16,7 +16,9 @@ STATUS_OK, STATUS_DRIFT, STATUS_ALERT = "ok", "drift", "alert"
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one batch evaluation found. `drift_table` has one row per (column, method)."""
+    """What one batch evaluation found. `drift_table` has one row per (column, method);
+    `worst_samples` the rows with the highest error; `segments` where the error sits per
+    feature bin or category (None without performance)."""
 
     reference: Reference
     columns: tuple[ColumnDrift, ...]
@@ -33,6 +35,7 @@ class BatchReport:
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
     alerts: tuple[str, ...] = ()
+    segments: pd.DataFrame | None = None
 
     @property
     def reference_id(self) -> str:

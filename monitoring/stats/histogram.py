@@ -47,7 +47,13 @@ def category_counts(values: pd.Series | np.ndarray, vocabulary: Sequence[str]) -
     compared as strings, so 1 and "1" are the same category.
     """
     series = pd.Series(values, copy=False)
-    series = series[series.notna()].astype(str)
-    codes = pd.Categorical(series, categories=list(vocabulary)).codes
-    codes = np.where(codes < 0, len(vocabulary), codes)
+    codes = category_codes(series[series.notna()], vocabulary)
     return np.bincount(codes, minlength=len(vocabulary) + 1).astype(np.int64)
+
+
+def category_codes(values: pd.Series | np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+    """Index of each value in `vocabulary`, len(vocabulary) for anything else (unseen or
+    missing; callers that need missing apart test it themselves)."""
+    series = pd.Series(values, copy=False).astype(str)
+    codes = pd.Categorical(series, categories=list(vocabulary)).codes
+    return np.where(codes < 0, len(vocabulary), codes)

@@ -118,6 +118,8 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
 
     report.drift_table.to_csv(folder / "drift.csv", index=False)
     report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
+    if report.segments is not None:
+        report.segments.to_csv(folder / "segments.csv", index=False)
     (folder / "profile.json").write_text(json.dumps(report.profile, indent=1), encoding="utf-8")
     (folder / "schema.json").write_text(
         json.dumps(report.reference.schema.to_dict(), indent=1), encoding="utf-8"

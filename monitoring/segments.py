@@ -1,0 +1,107 @@
+"""Where the error of a batch sits: per feature, per reference bin or category.
+
+Accumulated in the streaming pass with the reference's own segments (its quantile bins,
+its categories plus "unseen", and "missing"), so a segment means the same thing in every
+batch and can be compared with the reference's error in it (when the reference carried
+predictions and truth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from monitoring.drift import bin_labels
+from monitoring.reference import FEATURE, NumericalProfile, Profile, Reference
+from monitoring.stats.histogram import category_codes
+
+SEGMENT_COLUMNS = [
+    "feature",
+    "segment",
+    "rows",
+    "row_share",
+    "reference_row_share",
+    "mean_error",
+    "error_share",
+    "lift",
+    "reference_mean_error",
+]
+
+
+def segment_index(profile: Profile, values: np.ndarray | pd.Series) -> np.ndarray:
+    """The segment of each value: a bin (or category, then unseen), then missing last."""
+    if isinstance(profile, NumericalProfile):
+        x = np.asarray(values, dtype=np.float64)
+        index = np.searchsorted(profile.edges, x, side="right")
+        return np.where(np.isnan(x), len(profile.counts), index)
+    codes = category_codes(values, profile.vocabulary)
+    return np.where(pd.isna(np.asarray(values, dtype=object)), len(profile.counts), codes)
+
+
+class SegmentErrors:
+    """Error sums and row counts per segment of every input feature."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+        self.profiles = {c: p for c, p in reference.profiles.items() if p.role == FEATURE}
+        self.sums = {c: np.zeros(len(p.counts) + 1) for c, p in self.profiles.items()}
+        self.rows = {
+            c: np.zeros(len(p.counts) + 1, dtype=np.int64) for c, p in self.profiles.items()
+        }
+
+    def update(self, values: Mapping[str, np.ndarray | pd.Series], errors: np.ndarray) -> None:
+        """Add one chunk: clean feature values and the per-row error (NaN rows skipped)."""
+        known = ~np.isnan(errors)
+        for column, profile in self.profiles.items():
+            if column not in values:
+                continue
+            index = segment_index(profile, values[column])[known]
+            size = len(profile.counts) + 1
+            self.sums[column] += np.bincount(index, weights=errors[known], minlength=size)
+            self.rows[column] += np.bincount(index, minlength=size)
+
+    def table(self) -> pd.DataFrame:
+        """One row per (feature, segment) with rows; sorted by share of the batch error."""
+        records = []
+        for column, profile in self.profiles.items():
+            total_rows, total_error = self.rows[column].sum(), self.sums[column].sum()
+            if total_rows == 0:
+                continue
+            overall = total_error / total_rows
+            labels = (*bin_labels(profile), "(missing)")
+            reference_rows = np.append(profile.counts, profile.n_missing)
+            reference_rows = reference_rows / max(reference_rows.sum(), 1)
+            reference_error = _reference_mean_error(profile)
+            for i, label in enumerate(labels):
+                rows = int(self.rows[column][i])
+                if rows == 0:
+                    continue
+                mean = self.sums[column][i] / rows
+                records.append(
+                    {
+                        "feature": column,
+                        "segment": label,
+                        "rows": rows,
+                        "row_share": rows / total_rows,
+                        "reference_row_share": float(reference_rows[i]),
+                        "mean_error": mean,
+                        "error_share": self.sums[column][i] / total_error if total_error else 0.0,
+                        "lift": mean / overall if overall else float("nan"),
+                        "reference_mean_error": reference_error[i],
+                    }
+                )
+        table = pd.DataFrame(records, columns=SEGMENT_COLUMNS)
+        return table.sort_values(
+            ["error_share", "lift"], ascending=False, kind="stable"
+        ).reset_index(drop=True)
+
+
+def _reference_mean_error(profile: Profile) -> np.ndarray:
+    size = len(profile.counts) + 1
+    if profile.segment_error_sum is None or profile.segment_error_count is None:
+        return np.full(size, np.nan)
+    counts = profile.segment_error_count.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, profile.segment_error_sum / counts, np.nan)
