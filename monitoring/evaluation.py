@@ -77,7 +77,14 @@ def fit_reference(
 class _Pass:
     """State of one streaming pass over a batch."""
 
-    def __init__(self, reference: Reference, config: MonitoringConfig, model: Any, where: str):
+    def __init__(
+        self,
+        reference: Reference,
+        config: MonitoringConfig,
+        model: Any,
+        where: str,
+        ignored: frozenset[str] = frozenset(),
+    ):
         self.reference = reference
         self.schema: Schema = reference.schema
         self.config = config
@@ -95,6 +102,8 @@ class _Pass:
         self.has_truth = False
         self.classes = reference.classes
         self.performance: ClassificationMetrics | RegressionMetrics | None = None
+        self.ignored = ignored
+        self.performance_kept: ClassificationMetrics | RegressionMetrics | None = None
         self.time_min: Any = None
         self.time_max: Any = None
         self.warnings: list[str] = []
@@ -140,10 +149,14 @@ class _Pass:
                 "drift and performance are not measured"
             )
         if self.has_prediction and self.has_truth:
-            if self.schema.task == "regression":
-                self.performance = RegressionMetrics()
-            else:
-                self.performance = ClassificationMetrics(self.classes)
+            self.performance = self._new_performance()
+            if self.ignored:
+                self.performance_kept = self._new_performance()
+
+    def _new_performance(self) -> ClassificationMetrics | RegressionMetrics:
+        if self.schema.task == "regression":
+            return RegressionMetrics()
+        return ClassificationMetrics(self.classes)
 
     def add(self, chunk: pd.DataFrame) -> None:
         if self.offset == 0:
@@ -243,6 +256,9 @@ class _Pass:
                 where=self.where,
             )
             self.performance.update(truth_values, predicted)
+            if self.performance_kept is not None:
+                kept = self._kept_rows(chunk)
+                self.performance_kept.update(truth_values[kept], predicted[kept])
             return regression_error(truth_values, predicted)
         labels = self._labels(chunk, values, self.schema.target).to_numpy()
         scores = self._scores(chunk)
@@ -252,7 +268,22 @@ class _Pass:
             else None
         )
         self.performance.update(labels, predicted, scores)
+        if self.performance_kept is not None:
+            kept = self._kept_rows(chunk)
+            self.performance_kept.update(
+                labels[kept],
+                None if predicted is None else predicted[kept],
+                None if scores is None else scores[kept],
+            )
         return classification_error(labels, predicted, scores, classes=self.classes)
+
+    def _kept_rows(self, chunk: pd.DataFrame) -> np.ndarray:
+        """Rows not marked anomaly-ignore: matched on the id column, else on the row number."""
+        if self.schema.id and self.schema.id in chunk.columns:
+            ids = label_values(chunk[self.schema.id]).astype(str).to_numpy()
+        else:
+            ids = np.arange(self.offset, self.offset + len(chunk)).astype(str)
+        return ~np.isin(ids, list(self.ignored))
 
     def _update_time(self, chunk: pd.DataFrame) -> None:
         column = self.schema.timestamp
@@ -281,13 +312,16 @@ def evaluate(
     query: str | None = None,
     params: Mapping[str, object] | None = None,
     progress: Callable[[int], None] | None = None,
+    ignored_samples: Sequence[str] = (),
 ) -> BatchReport:
     """Evaluate `batch` against `reference` (a fitted Reference, or data to fit one from).
 
     `model` is an MLflow model URI or a loaded module; it is loaded and run only when the
     batch has no prediction column (or only empty ones in its first chunk). `query` and
     `params` apply to a SQL batch. The column roles given here override the config's and
-    matter only when the reference is fitted here.
+    matter only when the reference is fitted here. `ignored_samples` (ids, or row numbers
+    without an id column) are left out of a second set of performance metrics, reported as
+    `<metric>_excl_ignored` beside the full ones.
     """
     started = time.perf_counter()
     config = _with_roles(
@@ -301,7 +335,8 @@ def evaluate(
     if not isinstance(reference, Reference):
         reference = fit_reference(reference, config=config)
     source = open_source(batch, query=query, params=params)
-    state = _Pass(reference, config, model, where=f"batch {source.name}")
+    ignored = frozenset(str(i) for i in ignored_samples)
+    state = _Pass(reference, config, model, where=f"batch {source.name}", ignored=ignored)
     for chunk in source.iter_chunks(config.evaluation.chunk_size):
         if len(chunk):
             state.add(chunk)
@@ -312,6 +347,9 @@ def evaluate(
     columns = compare(state.profile, config.drift)
     warnings = list(state.warnings) + _data_warnings(columns)
     performance = state.performance.result() if state.performance is not None else {}
+    if state.performance_kept is not None:
+        kept = state.performance_kept.result()
+        performance = {**performance, **{f"{k}_excl_ignored": v for k, v in kept.items()}}
     time_range = None
     if state.time_min is not None:
         time_range = (

@@ -26,7 +26,7 @@ from monitoring.tracking import (
     resolve_tracking_uri,
 )
 from monitoring.tracking.alerting import alerts_for_batch
-from monitoring.tracking.batch_run import duplicate_error, find_batch_runs
+from monitoring.tracking.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
 from monitoring.tracking.history_runs import sync_history
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ def evaluate_and_log(
 
     `batch_id` defaults to the source name and the batch's content digest. `model` is an
     already loaded module to use instead of loading `model_uri`. `run_id` logs into an
-    existing run (the one `mlflow run` created) instead of a new one.
+    existing run (the one `mlflow run` created) instead of a new one. With `replace`, the
+    samples that notes marked anomaly-ignore on the replaced run are left out of a second
+    set of performance metrics (`perf/<metric>_excl_ignored`), and its notes carry over.
     """
     config = config or MonitoringConfig()
     uri = resolve_tracking_uri(config.tracking.uri)
@@ -106,6 +108,9 @@ def evaluate_and_log(
     if batch_id is not None and not replace and run_id is None:
         _refuse_duplicate(client, experiment, info, batch_id)
     fitted = obtain_reference(client, reference, config)
+    ignored = (
+        ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
+    )
     report = evaluate(
         batch,
         fitted,
@@ -115,6 +120,7 @@ def evaluate_and_log(
         query=query,
         params=params,
         progress=progress,
+        ignored_samples=ignored,
     )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
     alerts = alerts_for_batch(

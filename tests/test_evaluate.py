@@ -203,3 +203,35 @@ def test_batch_whose_ground_truth_is_not_known_yet(reference_frame, drifted_fram
     assert report.target_drift is None
     assert report.drifted_features == ["x"]
     assert any("no ground truth in 'label'" in w for w in report.warnings)
+
+
+def test_ignored_samples_are_left_out_of_a_second_set_of_metrics(reference_frame, batch_frame):
+    ignored = [str(i) for i in batch_frame["id"].iloc[:50]]
+    report = evaluate(batch_frame, reference_frame, ignored_samples=ignored)
+    kept = batch_frame.iloc[50:]
+    assert report.performance["accuracy"] == pytest.approx(
+        accuracy_score(batch_frame["label"], batch_frame["prediction"]), abs=1e-12
+    )
+    assert report.performance["accuracy_excl_ignored"] == pytest.approx(
+        accuracy_score(kept["label"], kept["prediction"]), abs=1e-12
+    )
+    assert report.performance["n_evaluated_excl_ignored"] == len(kept)
+
+
+def test_segments_locate_the_error(reference_frame, batch_frame):
+    report = evaluate(batch_frame, reference_frame)
+    segments = report.segments
+    errors = classification_error(
+        batch_frame["label"].to_numpy(),
+        None,
+        batch_frame[["proba_a", "proba_b"]].to_numpy(),
+        classes=["a", "b"],
+    )
+    red = segments[(segments["feature"] == "color") & (segments["segment"] == "red")].iloc[0]
+    mask = (batch_frame["color"] == "red").to_numpy()
+    assert red["rows"] == mask.sum()
+    assert red["mean_error"] == pytest.approx(errors[mask].mean(), rel=1e-12)
+    assert red["error_share"] == pytest.approx(errors[mask].sum() / errors.sum(), rel=1e-12)
+    by_feature = segments.groupby("feature")["error_share"].sum()
+    assert by_feature.to_numpy() == pytest.approx(np.ones(len(by_feature)))
+    assert segments["reference_mean_error"].notna().all()

@@ -207,3 +207,17 @@ def test_postgres_batch_with_a_password_is_masked_in_params(client, reference_fr
     assert logged.report.n_rows == len(batch_frame)
     assert "s3cr3t-pw" not in json.dumps(run.data.params) + json.dumps(run.data.tags)
     assert "***" in run.data.params["source.description"]
+
+
+def test_replace_leaves_ignored_samples_out_and_keeps_the_notes_tags(
+    client, reference_frame, batch_frame
+):
+    first = evaluate_and_log(batch_frame, reference=reference_frame, batch_id="d1")
+    client.set_tag(first.run_id, "monitoring.notes.ignored_samples", "0,1,2")
+    client.set_tag(first.run_id, "monitoring.notes.count", "1")
+    second = evaluate_and_log(batch_frame, reference=reference_frame, batch_id="d1", replace=True)
+    run = client.get_run(second.run_id)
+    assert run.data.metrics["perf/n_evaluated_excl_ignored"] == len(batch_frame) - 3
+    assert "perf/accuracy_excl_ignored" in run.data.metrics
+    assert run.data.tags["monitoring.notes.ignored_samples"] == "0,1,2"
+    assert run.data.tags["monitoring.notes.count"] == "1"

@@ -242,6 +242,37 @@ def log_batch_report(
         raise TrackingError(f"logging batch {batch_id!r} failed: {error}") from error
     client.set_terminated(run_id, "FINISHED")
     for old in previous:
+        carry_notes(client, old, run_id)
         client.set_tag(old, tags.REPLACED_BY, run_id)
         client.delete_run(old)
     return run_id
+
+
+def carry_notes(client: MlflowClient, old_run: str, new_run: str) -> None:
+    """Copy a replaced run's notes (artifacts under notes/ and their tags) to its successor,
+    so findings and anomaly-ignore decisions survive a re-evaluation."""
+    from mlflow.entities import RunTag
+
+    old_tags = client.get_run(old_run).data.tags
+    notes_tags = [RunTag(k, v) for k, v in old_tags.items() if k.startswith(tags.NOTES_PREFIX)]
+    if not notes_tags:
+        return
+    if client.list_artifacts(old_run, "notes"):
+        with tempfile.TemporaryDirectory() as folder:
+            local = client.download_artifacts(old_run, "notes", folder)
+            client.log_artifacts(new_run, local, "notes")
+    client.log_batch(new_run, tags=notes_tags)
+
+
+def ignored_in_previous(
+    client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str
+) -> tuple[str, ...]:
+    """Sample ids marked anomaly-ignore on the finished run(s) of this batch id."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return ()
+    ids: list[str] = []
+    for run in find_batch_runs(client, found.experiment_id, model, batch_id):
+        value = run.data.tags.get(tags.IGNORED_SAMPLES, "")
+        ids += [part.strip() for part in value.split(",") if part.strip()]
+    return tuple(dict.fromkeys(ids))
