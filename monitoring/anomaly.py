@@ -10,20 +10,23 @@ The row score is the sum of the s_f: a naive-Bayes negative log-likelihood ratio
 the features were independent. It misses correlations: a row whose values are each common
 but whose combination is rare (young and very rich) scores as typical.
 
-Densities (smoothed cell proportions q = (c + s) / (N + K s), as in `stats.divergence`, over
-the K cells: the bins or categories, then "missing"; N counts reference rows, missing ones
-included):
+Densities, from smoothed proportions q = (c + s) / (N + K s) as in `stats.divergence`: over
+the bins of a numeric feature (and apart, over present / missing); over the categories, the
+unseen bucket and "missing" of a categorical one:
 
 - numeric, inner bin [e_j, e_j+1): q_j / (e_j+1 - e_j), flat within the bin;
 - numeric, outer bins (-inf, e_0) and [e_last, inf): an exponential decaying away from the
   edge, q_0 / b_0 * exp(-(e_0 - x) / b_0), with b the reference's mean distance to the edge
   in that bin (the maximum-likelihood exponential; peaks over a threshold). So the surprise
-  grows linearly with the distance, and a value 10 sd beyond a normal's 90th percentile
-  costs ~20 nats where a flat outer bin would see almost nothing. The density integrates
+  grows linearly with the distance: a value 10 sd from a normal's mean costs ~+18 nats,
+  where a flat outer bin with an exponential tail of its own width gives ~+5. The density integrates
   to 1 over the bins. `min_scale` floors b (see DEFAULT_MIN_SCALE);
 - categorical: q of the category; every unseen category gets the unseen bucket's q (which
   also holds the reference's categories beyond `max_categories`);
-- missing: q of the missing cell (a feature never missing in the reference gets s / N).
+- missing: -ln q of the missing cell. For a numeric feature, present values are measured
+  against the reference's typical density exp(-H_cont) (see `fit_numeric_surprise`): a raw
+  density has units (per dollar), a probability has none, and mixing them would make a
+  missing income look typical in dollars and alarming in millions.
 
 H_f is computed from the profile alone (bin counts; mean distances from `support`), exact
 when the profile's support holds every reference value (up to `drift.max_support`).
@@ -58,6 +61,7 @@ __all__ = [
     "fit_categorical_surprise",
     "fit_numeric_surprise",
     "numeric_surprisal",
+    "surprise_matrix",
     "top_features",
 ]
 
@@ -136,23 +140,26 @@ def fit_numeric_surprise(
 ) -> NumericSurprise:
     """Density of a numeric profile (flat inner bins, exponential outer bins) and its H_f.
 
+    Bins: q_j = (c_j + s) / (n + k s), widths w_j; outer "widths" are the scales
     b_0 = mean(e_0 - x | x < e_0), b_last = mean(x - e_last | x >= e_last) over `support`,
-    each at least `min_scale` x the width of the neighbouring bin (which for a profile with
-    one edge is the other outer bin's span to the reference min or max).
-    H_f = sum_j c_j/N (-ln(q_j / w_j)) + outer bins' c/N (-ln(q / b) + mean distance / b)
-          + n_missing/N (-ln q_missing).
+    each at least `min_scale` x the neighbouring bin's width (with one edge: the other outer
+    bin's span to the reference min or max). H_cont = sum_j c_j/n (-ln(q_j / w_j) + d_j / b_j)
+    (d_j: the mean distance, outer bins only) is the reference's mean -ln density.
+    Presence: q_present, q_missing = (n + s, n_missing + s) / (N + 2 s).
+
+    surprisal(x) = -ln q_present - ln(q_j / w_j) + d(x) / b_j - H_cont,  surprisal(NaN) =
+    -ln q_missing, i.e. the density is measured in units of the reference's typical density
+    exp(-H_cont): unit-free, so a missing value compares with a present one the same way
+    whether the column is in dollars or in millions. H_f = mean surprisal of the reference
+    rows = -(n/N) ln q_present - (n_missing/N) ln q_missing.
     """
     edges, counts = _numeric_bins(profile)
     support = np.asarray(profile.support, dtype=np.float64)
     weights = np.asarray(profile.support_counts, dtype=np.float64)
     below = support < edges[0]
     above = support >= edges[-1]
-    low_distance = float(np.average(edges[0] - support[below], weights=weights[below]))
-    high_distance = (
-        float(np.average(support[above] - edges[-1], weights=weights[above]))
-        if above.any()
-        else 0.0
-    )
+    low_distance = _mean_distance(edges[0] - support[below], weights[below])
+    high_distance = _mean_distance(support[above] - edges[-1], weights[above])
     low_neighbour = (edges[1] if edges.size > 1 else support[-1]) - edges[0]
     high_neighbour = edges[-1] - (edges[-2] if edges.size > 1 else support[0])
     low_scale = max(low_distance, min_scale * low_neighbour)
@@ -162,24 +169,28 @@ def fit_numeric_surprise(
             f"reference column {profile.column!r}: an outer bin has zero width "
             f"(scales {low_scale}, {high_scale}); use min_scale > 0"
         )
-    cells = np.append(counts, profile.n_missing)
-    q = smoothed_proportions(cells, smoothing=smoothing)
+    q = smoothed_proportions(counts, smoothing=smoothing)
     widths = np.concatenate([[low_scale], np.diff(edges), [high_scale]])
-    bin_surprisal = _neg_log(q[:-1] / widths)
-    missing_surprisal = float(_neg_log(q[-1:])[0])
+    density_surprisal = _neg_log(q / widths)
     # Mean over the rows of an outer bin: -ln(q / b) at the edge plus mean distance / b.
     at_edge = np.zeros(widths.size)
     at_edge[0], at_edge[-1] = low_distance / low_scale, high_distance / high_scale
-    mean = _weighted_mean(np.append(bin_surprisal + at_edge, missing_surprisal), cells)
+    typical = _weighted_mean(density_surprisal + at_edge, counts)
+    presence = np.array([profile.n, profile.n_missing], dtype=np.float64)
+    present, missing = _neg_log(smoothed_proportions(presence, smoothing=smoothing))
     return NumericSurprise(
         column=profile.column,
         edges=edges,
-        bin_surprisal=bin_surprisal,
+        bin_surprisal=present + density_surprisal - typical,
         low_scale=float(low_scale),
         high_scale=float(high_scale),
-        missing_surprisal=missing_surprisal,
-        mean=mean,
+        missing_surprisal=float(missing),
+        mean=_weighted_mean(np.array([present, missing]), presence),
     )
+
+
+def _mean_distance(distances: np.ndarray, weights: np.ndarray) -> float:
+    return float(np.average(distances, weights=weights)) if distances.size else 0.0
 
 
 def fit_categorical_surprise(

@@ -64,6 +64,7 @@ class DriftConfig:
     missing_rate_threshold: float = 0.1
     thresholds: Mapping[str, float] = field(default_factory=dict)
     max_support: int = 200_000
+    anomaly_flag_rate: float = 0.01
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +78,7 @@ class DriftConfig:
         ):
             raise _fail("drift.smoothing", "a number >= 0", self.smoothing)
         _check_fraction("drift.missing_rate_threshold", self.missing_rate_threshold)
+        _check_fraction("drift.anomaly_flag_rate", self.anomaly_flag_rate)
         object.__setattr__(self, "numerical_methods", tuple(self.numerical_methods))
         object.__setattr__(self, "categorical_methods", tuple(self.categorical_methods))
         _check_methods("drift.numerical_methods", self.numerical_methods, NUMERICAL)

@@ -34,7 +34,7 @@ from monitoring.report import BatchReport
 from monitoring.schema import Schema, check_columns
 from monitoring.segments import SegmentErrors
 from monitoring.sources import Source, open_source
-from monitoring.worst import WorstSamples
+from monitoring.worst import Scorer, WorstSamples
 
 DEFAULT_PREDICTION_COLUMN = "prediction"
 
@@ -74,6 +74,19 @@ def fit_reference(
     )
 
 
+def _anomaly_scorer(reference: Reference) -> Scorer | None:
+    """Anomaly score, flag and explanation of rows, from the model fitted with the reference."""
+    model = reference.anomaly
+    if model is None:
+        return None
+
+    def score(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        scores = model.score(rows)
+        return scores, model.is_anomalous(scores), model.explain(rows)
+
+    return score
+
+
 class _Pass:
     """State of one streaming pass over a batch."""
 
@@ -91,7 +104,7 @@ class _Pass:
         self.model = model
         self.where = where
         self.profile = BatchProfile.empty(reference)
-        self.worst = WorstSamples(config.evaluation.worst_k)
+        self.worst = WorstSamples(config.evaluation.worst_k, _anomaly_scorer(reference))
         self.segments = SegmentErrors(reference)
         self.digest = hashlib.sha256()
         self.offset = 0

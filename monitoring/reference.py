@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from monitoring.config import DriftConfig, SchemaConfig
 from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.schema import Schema, check_columns, infer_schema
 from monitoring.stats.histogram import bin_counts, quantile_edges
+
+if TYPE_CHECKING:
+    from monitoring.anomaly import AnomalyModel
 
 FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
 MISSING_KEY = "\x00missing"  # stands for a missing value among category keys
@@ -88,6 +92,7 @@ class Reference:
     source: str
     notes: tuple[str, ...] = ()
     id: str = ""
+    anomaly: AnomalyModel | None = None
 
     def profile(self, column: str) -> Profile:
         return self.profiles[column]
@@ -107,6 +112,8 @@ class Reference:
             "n_rows": self.n_rows,
         }
         h.update(json.dumps(meta, sort_keys=True).encode())
+        if self.anomaly is not None:
+            h.update(json.dumps(self.anomaly.to_dict(), sort_keys=True).encode())
         for column in sorted(self.profiles):
             p = self.profiles[column]
             h.update(f"{column}|{p.role}|{p.kind}|{p.n}|{p.n_missing}".encode())
@@ -284,7 +291,17 @@ def fit_reference_chunks(
     numerical_given = isinstance(schema, Schema) or (
         isinstance(schema, SchemaConfig) and schema.numerical is not None
     )
-    return _assemble(resolved, numeric, categorical, n_rows, drift, source, notes, numerical_given)
+    return _assemble(
+        resolved,
+        numeric,
+        categorical,
+        n_rows,
+        drift,
+        source,
+        notes,
+        numerical_given,
+        sample.rows,
+    )
 
 
 ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly score
@@ -372,6 +389,7 @@ def _assemble(
     source: str,
     notes: list[str],
     numerical_given: bool,
+    sample: pd.DataFrame | None = None,
 ) -> Reference:
     profiles: dict[str, Profile] = {}
     dropped: list[str] = []
@@ -421,5 +439,31 @@ def _assemble(
         max_categories=drift.max_categories,
         source=source,
         notes=tuple(notes),
+        anomaly=_anomaly_model(profiles, sample, drift, notes),
     )
-    return dataclasses.replace(reference, id=reference.digest())
+    return dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
+
+
+def _anomaly_model(
+    profiles: Mapping[str, Profile],
+    sample: pd.DataFrame | None,
+    drift: DriftConfig,
+    notes: list[str],
+) -> AnomalyModel | None:
+    """The anomaly score of inputs, calibrated on a sample of reference rows."""
+    from monitoring.anomaly import fit_anomaly_model
+
+    features = {c: p for c, p in profiles.items() if p.role == FEATURE}
+    needed = int(np.ceil(1 / drift.anomaly_flag_rate))
+    if sample is None or len(sample) < needed or not features:
+        notes.append(
+            f"no anomaly score: calibrating a {drift.anomaly_flag_rate:g} flag rate needs "
+            f"at least {needed} reference rows"
+        )
+        return None
+    return fit_anomaly_model(
+        features,
+        sample[list(features)],
+        flag_rate=drift.anomaly_flag_rate,
+        smoothing=drift.smoothing,
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monitoring.anomaly import AnomalyModel
 from monitoring.errors import NotFittedError
 from monitoring.reference import CategoricalProfile, NumericalProfile, Profile, Reference
 from monitoring.schema import Schema
@@ -58,6 +59,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "source": reference.source,
         "notes": list(reference.notes),
         "profiles": profiles,
+        "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
     }
     (out / JSON_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     np.savez_compressed(out / ARRAYS_NAME, **arrays)
@@ -110,6 +112,7 @@ def load_reference_files(folder: str | Path) -> Reference:
         source=meta["source"],
         notes=tuple(meta["notes"]),
         id=meta["id"],
+        anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
     )
     if reference.digest() != reference.id:
         raise NotFittedError(f"reference files in {source} do not match their id {reference.id}")

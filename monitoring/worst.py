@@ -1,23 +1,34 @@
 """The k rows with the highest error, kept while the batch streams by (O(k) memory).
 
-Ties are broken by position in the batch, earliest first, so the selection equals a full
-stable sort of the batch by descending error.
+Order: highest error first; ties (hard labels give errors of 0 or 1) go to the more
+unusual input (higher anomaly score), then to the earlier row, so the selection equals a
+full stable sort of the batch by (error desc, anomaly score desc, row asc). Anomaly scores
+are computed only for rows that can still enter the top k.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
 ROW = "row"
 ERROR = "error"
+ANOMALY = "anomaly_score"
+ANOMALOUS = "anomalous"
+ANOMALY_FEATURES = "anomaly_features"
+
+Scorer = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray, list[str]]]
+"""rows -> (anomaly scores, anomalous flags, explanations)."""
 
 
 class WorstSamples:
-    """Keeps the top-k rows by error across chunks."""
+    """Keeps the top-k rows by error across chunks, scored for anomaly when a scorer is given."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, scorer: Scorer | None = None) -> None:
         self.k = k
+        self.scorer = scorer
         self._kept: pd.DataFrame | None = None
 
     def update(self, rows: pd.DataFrame, errors: np.ndarray, *, offset: int) -> None:
@@ -27,23 +38,45 @@ class WorstSamples:
         candidates = rows.reset_index(drop=True).assign(
             **{ROW: np.arange(offset, offset + len(rows)), ERROR: errors}
         )
-        candidates = candidates[candidates[ERROR].notna()]
+        keep = candidates[ERROR].notna()
+        if self._kept is not None and len(self._kept) == self.k:
+            keep &= candidates[ERROR] >= self._kept[ERROR].min()  # others cannot get in
+        candidates = candidates[keep]
         if candidates.empty:
             return
-        candidates = _top(candidates, self.k)
-        if self._kept is None:
-            self._kept = candidates
-            return
-        self._kept = _top(pd.concat([self._kept, candidates], ignore_index=True), self.k)
+        # Ties at the k-th error are decided by anomaly score: keep every row tied with it.
+        floor = np.sort(candidates[ERROR].to_numpy())[::-1][min(self.k, len(candidates)) - 1]
+        candidates = self._score(candidates[candidates[ERROR] >= floor])
+        merged = (
+            candidates
+            if self._kept is None
+            else pd.concat([self._kept, candidates], ignore_index=True)
+        )
+        self._kept = _top(merged, self.k)
+
+    def _score(self, candidates: pd.DataFrame) -> pd.DataFrame:
+        if self.scorer is None:
+            return candidates
+        scores, flags, explanations = self.scorer(candidates)
+        return candidates.assign(
+            **{ANOMALY: scores, ANOMALOUS: flags, ANOMALY_FEATURES: explanations}
+        )
 
     def result(self) -> pd.DataFrame:
-        """The kept rows, highest error first, with `row` (position in the batch) and `error`."""
+        """The kept rows in order, with `row` (position in the batch), `error` and, when
+        scored, `anomaly_score`, `anomalous` and `anomaly_features` first."""
         if self._kept is None:
             return pd.DataFrame(columns=[ROW, ERROR])
-        front = [ROW, ERROR]
+        front = [
+            c for c in (ROW, ERROR, ANOMALY, ANOMALOUS, ANOMALY_FEATURES) if c in self._kept.columns
+        ]
         ordered = self._kept[front + [c for c in self._kept.columns if c not in front]]
         return ordered.reset_index(drop=True)
 
 
 def _top(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    if ANOMALY in frame.columns:
+        return frame.sort_values(
+            [ERROR, ANOMALY, ROW], ascending=[False, False, True], kind="stable"
+        ).head(k)
     return frame.sort_values([ERROR, ROW], ascending=[False, True], kind="stable").head(k)
