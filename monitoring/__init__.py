@@ -25,6 +25,8 @@ _EXPORTS = {
     "Comparison": "monitoring.comparison",
     "AlertRule": "monitoring.alerts",
     "AlertConfig": "monitoring.config",
+    "NoteError": "monitoring.notes",
+    "Note": "monitoring.notes",
     "LoggedEvaluation": "monitoring.pipeline",
     "BatchReport": "monitoring.report",
     "Reference": "monitoring.reference",

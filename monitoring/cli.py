@@ -419,5 +419,13 @@ def demo(workdir: str, days: int, rows_per_day: int) -> None:
     run_demo(workdir=workdir, days=days, rows_per_day=rows_per_day, echo=click.echo)
 
 
+def _register_subcommands() -> None:
+    from monitoring.cli_notes import notes
+
+    main.add_command(notes)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     main()
