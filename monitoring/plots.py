@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -70,4 +71,30 @@ def plot_distribution(column: ColumnDrift, *, ax: Axes | None = None) -> Figure:
     detail = f"{score.method} = {score.statistic:.3g}" if score else "no values in the batch"
     ax.set_title(f"{column.column}: {detail} ({'drifted' if column.drifted else 'ok'})")
     ax.legend()
+    return figure
+
+
+def plot_worst_samples(
+    worst: pd.DataFrame, *, id_column: str | None = None, ax: Axes | None = None
+) -> Figure:
+    """The worst samples' errors (bars, red when the input is anomalous), labelled with their
+    id and the features that make them unusual."""
+    figure, ax = _axes(ax, (9, max(2.5, 0.32 * len(worst) + 1)))
+    if worst.empty:
+        ax.set_title("No sample with an error (no prediction or no ground truth)")
+        return figure
+    shown = worst.iloc[::-1]
+    positions = np.arange(len(shown))
+    flags = shown["anomalous"] if "anomalous" in shown else pd.Series(False, index=shown.index)
+    ax.barh(positions, shown["error"], color=[DRIFT_COLOR if f else OK_COLOR for f in flags])
+    key = id_column if id_column and id_column in shown else "row"
+    labels = [f"{key} {value}" for value in shown[key]]
+    if "anomaly_features" in shown:
+        labels = [
+            f"{label}: {why.split(',')[0]}"
+            for label, why in zip(labels, shown["anomaly_features"].astype(str), strict=True)
+        ]
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_xlabel("error (cross-entropy, 1 - hit, or absolute error); red = anomalous input")
+    ax.set_title(f"The {len(worst)} samples with the highest error")
     return figure

@@ -105,6 +105,9 @@ def test_batch_run_artifacts(client, logged):
         "schema.json",
         "plots/drift_overview.png",
         "plots/distributions/x.png",
+        "plots/worst_samples.png",
+        "worst_samples.json",
+        "segments.csv",
     } <= artifacts
     local = client.download_artifacts(logged.run_id, "profile.json")
     with open(local, encoding="utf-8") as handle:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from monitoring.errors import DuplicateBatchError, TrackingError
 from monitoring.reference import FEATURE
 from monitoring.report import BatchReport
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Metric
 
 MAX_PARAM_LENGTH = 6000
+LARGE_TABLE_ROWS = 500  # the UI previews 500 CSV rows: larger tables also go as Parquet
 
 
 def batch_filter(model: ModelInfo, batch_id: str) -> str:
@@ -114,10 +117,12 @@ def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mappin
 
 
 def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str], top: int) -> None:
-    from monitoring.plots import plot_distribution, plot_drift_overview
+    from monitoring.plots import plot_distribution, plot_drift_overview, plot_worst_samples
 
     report.drift_table.to_csv(folder / "drift.csv", index=False)
     report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
+    if len(report.worst_samples) > LARGE_TABLE_ROWS:
+        report.worst_samples.to_parquet(folder / "worst_samples.parquet", index=False)
     if report.segments is not None:
         report.segments.to_csv(folder / "segments.csv", index=False)
     (folder / "profile.json").write_text(json.dumps(report.profile, indent=1), encoding="utf-8")
@@ -130,6 +135,10 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
     plots = folder / "plots"
     (plots / "distributions").mkdir(parents=True)
     plot_drift_overview(report.columns).savefig(plots / "drift_overview.png", dpi=90)
+    if report.performance:
+        plot_worst_samples(report.worst_samples, id_column=report.reference.schema.id).savefig(
+            plots / "worst_samples.png", dpi=90
+        )
     ranked = sorted(
         (c for c in report.columns if c.decision_score is not None),
         key=lambda c: (not c.drifted, -c.decision_score.statistic),  # type: ignore[union-attr]
@@ -137,6 +146,15 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
     for column in ranked[:top]:
         figure = plot_distribution(column)
         figure.savefig(plots / "distributions" / f"{keys[column.column]}.png", dpi=80)
+
+
+def _table_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as text, so `log_table` can write JSON."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].astype(str)
+    return out
 
 
 def _dataset_inputs(report: BatchReport):
@@ -229,6 +247,8 @@ def log_batch_report(
             client.log_artifacts(run_id, folder)
         models = [LoggedModelInput(model.model_id)] if model.model_id else None
         client.log_inputs(run_id, datasets=_dataset_inputs(report), models=models)
+        if not report.worst_samples.empty:  # a paged table in the UI's artifact view
+            client.log_table(run_id, _table_ready(report.worst_samples), "worst_samples.json")
         client.log_batch(
             run_id,
             metrics=_metrics(metrics_of(report, keys), model),
