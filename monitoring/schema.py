@@ -140,6 +140,10 @@ def infer_schema(sample: pd.DataFrame, config: SchemaConfig) -> tuple[Schema, li
         return found
 
     id_column = infer("id", config.id, ID_NAMES)
+    if id_column is None:
+        id_column = next((c for c in columns if c.lower().endswith("_id")), None)
+        if id_column is not None:
+            notes.append(f"id: {id_column!r} (inferred from its name)")
     timestamp = config.timestamp
     if timestamp is None:
         datetimes = [c for c in columns if pd.api.types.is_datetime64_any_dtype(sample[c])]
