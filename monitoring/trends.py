@@ -151,29 +151,27 @@ def version_differences(trend: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
         "baseline_value",
         "difference",
     ]
-    versions = versions_in_order(trend)
-    if len(versions) < 2:
+    shared_ids = trend.groupby("batch_id")["model_version"].nunique()
+    shared = trend[trend["batch_id"].isin(shared_ids[shared_ids >= 2].index)]
+    if shared.empty:
         return pd.DataFrame(columns=columns)
-    rows = []
+    versions = versions_in_order(shared)
+    parts = []
     for metric in metrics:
-        wide = trend.pivot_table(
+        wide = shared.pivot_table(
             index="batch_id", columns="model_version", values=metric, aggfunc="last"
         )
-        for batch_id, values in wide.iterrows():
-            present = [v for v in versions if v in values and not pd.isna(values[v])]
-            if len(present) < 2:
-                continue
-            base = present[0]
-            for version in present[1:]:
-                rows.append(
-                    {
-                        "batch_id": batch_id,
-                        "metric": metric,
-                        "model_version": version,
-                        "baseline_version": base,
-                        "value": values[version],
-                        "baseline_value": values[base],
-                        "difference": values[version] - values[base],
-                    }
-                )
-    return pd.DataFrame(rows, columns=columns)
+        wide = wide[[v for v in versions if v in wide.columns]]
+        wide = wide[wide.notna().sum(axis=1) >= 2]
+        if wide.empty:
+            continue
+        base_version = wide.notna().idxmax(axis=1)
+        base_value = wide.bfill(axis=1).iloc[:, 0]
+        long = wide.stack().rename("value").reset_index().dropna(subset=["value"])
+        long["baseline_version"] = long["batch_id"].map(base_version)
+        long["baseline_value"] = long["batch_id"].map(base_value)
+        long = long[long["model_version"] != long["baseline_version"]]
+        parts.append(long.assign(metric=metric, difference=long["value"] - long["baseline_value"]))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
