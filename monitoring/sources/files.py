@@ -58,7 +58,7 @@ def _require_file(path: Path) -> None:
 
 
 class _FileSource:
-    """What every single-file source shares: its path, name, description and pass."""
+    """What every file (or folder) source shares: its path, name, description and pass."""
 
     _path: Path
 
@@ -164,7 +164,7 @@ class ParquetSource(_FileSource):
                 raise SourceError(f"{self._path}: corrupt Parquet data: {exc}") from exc
 
 
-class FolderSource:
+class FolderSource(_FileSource):
     """Every CSV or every Parquet file of a folder, in sorted name order, as one pass.
 
     Hidden files and those starting with ``_`` (Spark's ``_SUCCESS``) are skipped; any
@@ -178,20 +178,6 @@ class FolderSource:
     ) -> None:
         self._path = Path(path)
         self._read_options = dict(read_options) if read_options else None
-
-    @property
-    def path(self) -> Path:
-        """The folder read."""
-        return self._path
-
-    @property
-    def name(self) -> str:
-        """The folder's name."""
-        return self._path.name
-
-    def describe(self) -> str:
-        """The absolute path of the folder."""
-        return str(self._path.absolute())
 
     def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pd.DataFrame]:
         """Yield the rows of every file in turn, ``chunk_size`` at a time at most."""
