@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from monitoring.config import MonitoringConfig
+from monitoring.errors import TrackingError
 from monitoring.evaluation import evaluate, fit_reference
 from monitoring.reference import Reference
 from monitoring.report import BatchReport
@@ -139,8 +140,15 @@ def evaluate_and_log(
         plot_top_features=config.evaluation.plot_top_features,
     )
     if config.tracking.history:
-        experiment_key = client.get_run(run_id).info.experiment_id
-        sync_history(client, experiment_key, info.name, info.version)
+        try:
+            experiment_key = client.get_run(run_id).info.experiment_id
+            sync_history(client, experiment_key, info.name, info.version)
+        except Exception as error:  # the batch run itself is complete: say so
+            raise TrackingError(
+                f"batch run {run_id} was logged, but the history run of {info.name} version "
+                f"{info.version} could not be updated ({error}); run `monitoring compare "
+                f"--model-name {info.name} --rebuild-history`"
+            ) from error
     return LoggedEvaluation(report, run_id, experiment, client.tracking_uri, info, batch_id)
 
 
