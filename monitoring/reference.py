@@ -345,17 +345,16 @@ def reference_errors(
             chunk[schema.prediction], column=str(schema.prediction), offset=offset, where=where
         )
         return regression_error(truth, predicted)
-    classes = sorted(schema.prediction_scores)
-    scores = score_matrix(chunk, schema.prediction_scores, classes) if classes else None
     labels = label_values(chunk[schema.prediction]).to_numpy() if has_label else None
+    truth = label_values(chunk[schema.target]).to_numpy()
+    seen = set(truth[pd.notna(truth)]) | set(schema.prediction_scores)
+    if labels is not None:
+        seen |= set(labels[pd.notna(labels)])
+    classes = sorted(seen)
+    scores = score_matrix(chunk, schema.prediction_scores, classes)
     if scores is None and labels is None:
         return None
-    truth = label_values(chunk[schema.target]).to_numpy()
-    if scores is not None and not set(truth[pd.notna(truth)]) <= set(classes):
-        scores = None  # score columns do not cover the labels: fall back to hits and misses
-        if labels is None:
-            return None
-    return classification_error(truth, labels, scores, classes=classes or None)
+    return classification_error(truth, labels, scores, classes=classes)
 
 
 def _reference_columns(schema: Schema, chunk: pd.DataFrame) -> tuple[list[str], list[str]]:

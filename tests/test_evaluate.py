@@ -263,3 +263,14 @@ def test_anomaly_flag_rate_on_reference_like_rows(reference_frame):
     # flag_rate 0.01: binomial sd on 20,000 rows is 0.0007; the calibration quantile from
     # 10,000 sampled rows adds about 0.001 more. Measured here: see the closing note.
     assert abs(flagged - 0.01) < 0.005
+
+
+def test_binary_task_with_one_probability_column(reference_frame, batch_frame):
+    def one_score(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.drop(columns=["proba_a"])
+
+    report = evaluate(one_score(batch_frame), one_score(reference_frame))
+    full = evaluate(batch_frame, reference_frame)
+    assert report.performance["roc_auc"] == pytest.approx(full.performance["roc_auc"], abs=1e-12)
+    assert report.performance["log_loss"] == pytest.approx(full.performance["log_loss"], rel=1e-9)
+    assert report.segments["reference_mean_error"].notna().all()
