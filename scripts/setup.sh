@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 extras=""
 if [ "${1:-}" = "dev" ]; then extras="[dev]"; fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".${extras}"
+.venv/bin/pip install --quiet --quiet --disable-pip-version-check -c constraints.txt -e ".${extras}"
