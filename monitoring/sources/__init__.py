@@ -26,12 +26,16 @@ from monitoring.sources.frame import DataFrameSource
 from monitoring.sources.sql import SqlSource, mask_url, parse_params
 
 __all__ = [
+    "Chunk",
+    "ChunkDataset",
     "CsvSource",
     "DataFrameSource",
     "FolderSource",
+    "LoaderSource",
     "ParquetSource",
     "Source",
     "SqlSource",
+    "chunk_loader",
     "mask_url",
     "open_source",
     "parse_params",
@@ -114,3 +118,15 @@ def _reject(spec: Any, **options: object) -> None:
             f"{' and '.join(given)} cannot be used with {mask_url(str(what))}: "
             "query and params go with a database, read_options with CSV files"
         )
+
+
+_TORCH_NAMES = {"Chunk", "ChunkDataset", "LoaderSource", "chunk_loader"}
+
+
+def __getattr__(name: str) -> Any:
+    """The PyTorch data pieces load torch, so they are imported on first use only."""
+    if name in _TORCH_NAMES:
+        from monitoring.sources import torch_dataset
+
+        return getattr(torch_dataset, name)
+    raise AttributeError(f"module 'monitoring.sources' has no attribute {name!r}")
