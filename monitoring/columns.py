@@ -77,3 +77,25 @@ def score_matrix(
         return None
     columns = [score_columns[c] for c in classes]
     return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def label_codes(series: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
+    """Per value: its index in `vocabulary`, len(vocabulary) when unseen, len + 1 when missing.
+
+    Factorises first, so only the distinct values are normalised (as `label_values` does)
+    and looked up: fast on long columns with few categories.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    size = len(vocabulary)
+    if len(uniques) == 0:
+        return np.full(len(series), size + 1, dtype=np.int64)
+    names = label_values(pd.Series(uniques)).astype(str)
+    lookup = pd.Index(list(vocabulary)).get_indexer(names)
+    lookup = np.where(lookup < 0, size, lookup)
+    return np.where(codes < 0, size + 1, lookup[np.maximum(codes, 0)]).astype(np.int64)
+
+
+def bin_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per value: its bin (0 .. len(edges)) on the reference edges, len(edges) + 1 if NaN."""
+    index = np.searchsorted(edges, values, side="right")
+    return np.where(np.isnan(values), len(edges) + 1, index)

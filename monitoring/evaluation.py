@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.columns import label_values, numeric_values, score_matrix
+from monitoring.columns import (
+    bin_codes,
+    label_codes,
+    label_values,
+    numeric_values,
+    score_matrix,
+)
 from monitoring.config import MonitoringConfig
 from monitoring.drift import compare
 from monitoring.errors import EmptyBatchError, InvalidValueError
@@ -193,20 +199,22 @@ class _Pass:
             )
             chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
         values: dict[str, Any] = {}
+        codes: dict[str, np.ndarray] = {}
         for column in self.profile.columns:
             profile = self.reference.profiles[column]
             if isinstance(profile, NumericalProfile):
                 values[column] = numeric_values(
                     chunk[column], column=column, offset=self.offset, where=self.where
                 )
+                codes[column] = bin_codes(values[column], profile.edges)
             else:
-                values[column] = label_values(chunk[column])
+                codes[column] = label_codes(chunk[column], profile.vocabulary)
         self._check_labels(chunk, values)
-        self.profile.update(values, len(chunk))
+        self.profile.update(values, codes, len(chunk))
         errors = self._update_performance(chunk, values)
         if errors is not None:
             self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
-            self.segments.update(values, errors)
+            self.segments.update(codes, errors)
         self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
         self._update_time(chunk)
         self.offset += len(chunk)

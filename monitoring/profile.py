@@ -13,7 +13,6 @@ import pandas as pd
 
 from monitoring.reference import CategoricalProfile, NumericalProfile, Reference
 from monitoring.stats.ecdf import SupportCounts, count_on_support, empty_support_counts
-from monitoring.stats.histogram import bin_counts, category_counts
 
 
 @dataclass
@@ -33,10 +32,12 @@ class NumericalSummary:
             empty_support_counts(len(profile.support)),
         )
 
-    def update(self, values: np.ndarray, profile: NumericalProfile) -> None:
+    def update(self, values: np.ndarray, codes: np.ndarray, profile: NumericalProfile) -> None:
+        """Add values, with their bin codes (`columns.bin_codes`: missing is the last)."""
         present = values[~np.isnan(values)]
-        self.n_missing += int(values.size - present.size)
-        self.counts += bin_counts(present, profile.edges)
+        tally = np.bincount(codes, minlength=len(self.counts) + 1)
+        self.counts += tally[:-1]
+        self.n_missing += int(tally[-1])
         self.support = self.support + count_on_support(present, profile.support)
         self.total += float(present.sum())
         self.total_sq += float(np.square(present).sum())
@@ -68,9 +69,11 @@ class CategoricalSummary:
     def empty(cls, profile: CategoricalProfile) -> CategoricalSummary:
         return cls(np.zeros(len(profile.vocabulary) + 1, dtype=np.int64))
 
-    def update(self, values: pd.Series, profile: CategoricalProfile) -> None:
-        self.n_missing += int(values.isna().sum())
-        self.counts += category_counts(values, profile.vocabulary)
+    def update(self, codes: np.ndarray) -> None:
+        """Add category codes (`columns.label_codes`: unseen, then missing, last)."""
+        tally = np.bincount(codes, minlength=len(self.counts) + 1)
+        self.counts += tally[:-1]
+        self.n_missing += int(tally[-1])
 
     def merge(self, other: CategoricalSummary) -> None:
         self.counts += other.counts
@@ -102,11 +105,18 @@ class BatchProfile:
                 columns[column] = CategoricalSummary.empty(profile)
         return cls(reference, columns)
 
-    def update(self, values: dict[str, np.ndarray | pd.Series], n_rows: int) -> None:
-        """Add one chunk: clean values per profiled column (see `monitoring.columns`)."""
+    def update(
+        self, values: dict[str, np.ndarray | pd.Series], codes: dict[str, np.ndarray], n_rows: int
+    ) -> None:
+        """Add one chunk: per profiled column its segment codes (bins or categories, then
+        missing; see `monitoring.columns`) and, for numeric columns, its float values."""
         for column, summary in self.columns.items():
-            if column in values:
-                summary.update(values[column], self.reference.profiles[column])  # type: ignore[arg-type]
+            if column not in codes:
+                continue
+            if isinstance(summary, NumericalSummary):
+                summary.update(values[column], codes[column], self.reference.profiles[column])  # type: ignore[arg-type]
+            else:
+                summary.update(codes[column])
         self.n_rows += n_rows
 
     def merge(self, other: BatchProfile) -> None:

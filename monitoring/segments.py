@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.drift import bin_labels
-from monitoring.reference import FEATURE, NumericalProfile, Profile, Reference
-from monitoring.stats.histogram import category_codes
+from monitoring.reference import FEATURE, Profile, Reference
 
 SEGMENT_COLUMNS = [
     "feature",
@@ -30,16 +29,6 @@ SEGMENT_COLUMNS = [
 ]
 
 
-def segment_index(profile: Profile, values: np.ndarray | pd.Series) -> np.ndarray:
-    """The segment of each value: a bin (or category, then unseen), then missing last."""
-    if isinstance(profile, NumericalProfile):
-        x = np.asarray(values, dtype=np.float64)
-        index = np.searchsorted(profile.edges, x, side="right")
-        return np.where(np.isnan(x), len(profile.counts), index)
-    codes = category_codes(values, profile.vocabulary)
-    return np.where(pd.isna(np.asarray(values, dtype=object)), len(profile.counts), codes)
-
-
 class SegmentErrors:
     """Error sums and row counts per segment of every input feature."""
 
@@ -51,13 +40,14 @@ class SegmentErrors:
             c: np.zeros(len(p.counts) + 1, dtype=np.int64) for c, p in self.profiles.items()
         }
 
-    def update(self, values: Mapping[str, np.ndarray | pd.Series], errors: np.ndarray) -> None:
-        """Add one chunk: clean feature values and the per-row error (NaN rows skipped)."""
+    def update(self, codes: Mapping[str, np.ndarray], errors: np.ndarray) -> None:
+        """Add one chunk: each feature's segment codes (the profile's: bins or categories,
+        then missing) and the per-row error (NaN rows skipped)."""
         known = ~np.isnan(errors)
         for column, profile in self.profiles.items():
-            if column not in values:
+            if column not in codes:
                 continue
-            index = segment_index(profile, values[column])[known]
+            index = codes[column][known]
             size = len(profile.counts) + 1
             self.sums[column] += np.bincount(index, weights=errors[known], minlength=size)
             self.rows[column] += np.bincount(index, minlength=size)

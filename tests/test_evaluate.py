@@ -11,6 +11,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
+from monitoring.columns import bin_codes, label_codes
 from monitoring.config import EvaluationConfig
 from monitoring.performance import classification_error
 from monitoring.profile import BatchProfile
@@ -159,12 +160,13 @@ def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_fram
 
     def profile(frame: pd.DataFrame) -> BatchProfile:
         result = BatchProfile.empty(reference)
-        values = {
-            "x": frame["x"].to_numpy(),
-            "size": frame["size"].to_numpy(),
-            "color": frame["color"].astype(object),
+        values = {"x": frame["x"].to_numpy(), "size": frame["size"].to_numpy()}
+        codes = {
+            "x": bin_codes(values["x"], reference.profiles["x"].edges),
+            "size": bin_codes(values["size"], reference.profiles["size"].edges),
+            "color": label_codes(frame["color"], reference.profiles["color"].vocabulary),
         }
-        result.update(values, len(frame))
+        result.update(values, codes, len(frame))
         return result
 
     merged = profile(batch_frame.iloc[:300])
