@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,12 +49,16 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def progress_printer(label: str) -> Callable[[int], None] | None:
-    """A progress line on a terminal (rows read so far); nothing when not a terminal."""
+    """A progress line on a terminal (rows read so far and rows per second); nothing when
+    stderr is not a terminal (logs, CI, schedulers)."""
     if not sys.stderr.isatty():
         return None
 
+    started = time.perf_counter()
+
     def show(rows: int) -> None:
-        click.echo(f"\r{label}: {rows:,} rows", err=True, nl=False)
+        rate = rows / max(time.perf_counter() - started, 1e-9)
+        click.echo(f"\r{label}: {rows:,} rows ({rate:,.0f} rows/s)", err=True, nl=False)
 
     return show
 
