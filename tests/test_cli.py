@@ -155,3 +155,14 @@ def test_demo_runs_end_to_end(tracking_uri, tmp_path):
     client = MlflowClient(tracking_uri)
     version = client.get_model_version("credit-default", "1")
     assert version.source.startswith("models:/m-")
+
+
+def test_progress_line_only_on_a_terminal(monkeypatch, capsys):
+    from monitoring.cli import progress_printer
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False)
+    assert progress_printer("batch") is None
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    show = progress_printer("batch")
+    show(1_500)
+    assert "batch: 1,500 rows (" in capsys.readouterr().err
