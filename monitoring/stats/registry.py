@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -38,6 +39,13 @@ class Comparison:
     support_counts: np.ndarray | None = None
     batch_support: SupportCounts | None = None
     reference_std: float | None = None
+
+    @cached_property
+    def wasserstein(self) -> tuple[float, float]:
+        """(distance, error bound), computed once for the raw and the scaled method."""
+        assert self.support is not None and self.support_counts is not None
+        assert self.batch_support is not None
+        return wasserstein_distance(self.support, self.support_counts, self.batch_support)
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,7 @@ def _ks(c: Comparison) -> MethodResult:
 
 
 def _wasserstein(c: Comparison) -> MethodResult:
-    assert c.support is not None and c.support_counts is not None and c.batch_support is not None
-    distance, bound = wasserstein_distance(c.support, c.support_counts, c.batch_support)
+    distance, bound = c.wasserstein
     return MethodResult(distance, error_bound=bound)
 
 
