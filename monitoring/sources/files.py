@@ -148,7 +148,11 @@ class ParquetSource(_FileSource):
 
         _require_file(self._path)
         try:
-            parquet = pq.ParquetFile(self._path)
+            # pre_buffer=False: the default keeps every row group's bytes until the file is
+            # closed, so memory would grow with the file instead of staying at one chunk.
+            parquet = pq.ParquetFile(self._path, pre_buffer=False)
+        except pa.ArrowMemoryError:
+            raise
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"{self._path}: not a readable Parquet file: {exc}") from exc
         with parquet:
@@ -160,6 +164,8 @@ class ParquetSource(_FileSource):
                     chunk = number_rows(batch.to_pandas(), start)
                     start += len(chunk)
                     yield chunk
+            except pa.ArrowMemoryError:
+                raise  # out of memory is not a corrupt file
             except (pa.ArrowException, OSError) as exc:
                 raise SourceError(f"{self._path}: corrupt Parquet data: {exc}") from exc
 
@@ -211,6 +217,7 @@ class FolderSource(_FileSource):
 
     def _chunks(self, chunk_size: int) -> Iterator[pd.DataFrame]:
         columns: list[Any] | None = None
+        kinds: dict[Any, tuple[str, Path]] = {}
         empty: pd.DataFrame | None = None
         rows = 0
         for file in self.files():
@@ -223,6 +230,7 @@ class FolderSource(_FileSource):
                 if columns is None:
                     columns = list(chunk.columns)
                 aligned = align_columns(chunk, columns, str(file))
+                kinds = _check_kinds(aligned, kinds, file)
                 if aligned.empty:
                     empty = aligned if empty is None else empty
                     continue
@@ -230,3 +238,33 @@ class FolderSource(_FileSource):
                 yield aligned
         if rows == 0 and empty is not None:
             yield empty
+
+
+def _kind(series: pd.Series) -> str:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    return "text"
+
+
+def _check_kinds(
+    chunk: pd.DataFrame, kinds: dict[Any, tuple[str, Path]], file: Path
+) -> dict[Any, tuple[str, Path]]:
+    """Fail when a column's kind of values changes from one file of a folder to the next
+    (columns empty in a chunk say nothing and are skipped)."""
+    for column in chunk.columns:
+        if chunk[column].isna().all():
+            continue
+        kind = _kind(chunk[column])
+        first = kinds.setdefault(column, (kind, file))
+        if first[0] != kind:
+            raise SourceError(
+                f"{file}: column {column!r} holds {kind} values where {first[1].name} "
+                f"holds {first[0]} ones"
+            )
+    return kinds
