@@ -1,0 +1,870 @@
+"""Benchmark our evaluation against Evidently and NannyML, and a long batch against the floor.
+
+    python benchmarks/bench_peers.py [--sizes 50000,1000000] [--stream-rows 20000000]
+                                     [--skip-peers] [--workdir DIR] [--keep-data]
+
+For each batch size, on the same Parquet files (bench_evaluate's 23-column data, a
+100,000-row reference): ours in-process (`fit_reference` then `evaluate`, no MLflow), ours
+with a small untrained torch MLP making the predictions, Evidently's `DataDriftPreset` and
+NannyML's `UnivariateDriftCalculator` over the same 20 features, each peer installed in its
+own virtual environment under benchmarks/output/venvs/. Then a long batch streamed by us
+only (the CLI, and in-process), against the floor: pyarrow reading the file and
+`np.histogram` over every numeric column. Every measured step runs in its own child
+process (peak RSS from `os.wait4`). Prints a table and the targets, and writes
+WORKDIR/results.csv and WORKDIR/targets.csv. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_evaluate  # noqa: E402  (the data, the child runner's pieces and the floor)
+
+VENVS_DIR = bench_evaluate.OUTPUT_DIR / "venvs"
+REFERENCE_ROWS = 100_000
+DEFAULT_SIZES = (50_000, 1_000_000)
+DEFAULT_STREAM_ROWS = 20_000_000
+NUMERICAL = tuple(f"num_{i:02d}" for i in range(bench_evaluate.N_NUMERIC))
+CATEGORICAL = tuple(f"cat_{j}" for j in range(len(bench_evaluate.CATEGORY_COUNTS)))
+PREDICTION_COLUMNS = ("prediction", "proba_1")  # left out of the batch the MLP predicts for
+CHILD_LIMIT_S = 600  # a peer (or our step) still running after this is killed: "timeout"
+STREAM_LIMIT_S = 3600  # the same for the long streamed batch
+INSTALL_LIMIT_S = 1800  # one `pip install` into a peer's virtual environment
+OURS, OURS_MLP, OURS_CLI = "ours", "ours + MLP", "ours (CLI)"
+FLOOR = "floor"
+
+# What each peer's virtual environment gets. The latest releases resolve to a broken
+# environment on their own: evidently 0.7.23 imports `infer_dtype_from_object`, which
+# pandas 3 removed, and nannyml 0.13.1 imports statsmodels without requiring it.
+PEER_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "evidently": ("evidently", "pandas<3"),
+    "nannyml": ("nannyml", "statsmodels"),
+}
+PEER_VERSIONED = ("pandas", "numpy", "scipy")  # shown beside the peer's own version
+PEER_ENV = {  # no usage telemetry from the peers (nothing outside is reachable anyway)
+    "DO_NOT_TRACK": "1",
+    "EVIDENTLY_DISABLE_TELEMETRY": "1",
+    "NML_DISABLE_USAGE_LOGGING": "1",
+}
+
+# Targets (the issue): at TARGET_ROWS, ours at least this many times faster than the peer...
+TARGET_ROWS = 1_000_000
+SPEEDUP_TARGETS = {"evidently": 10.0, "nannyml": 3.0}
+EVIDENTLY_MEMORY_SHARE = 0.5  # ...and ours at most this share of Evidently's peak RSS;
+STREAM_RSS_LIMIT_MB = 1.5e9 / 2**20  # the long batch: peak RSS under 1.5 GB (in MiB, as shown)
+FLOOR_FACTOR = 3.0  # and its evaluation within this many times the floor's time
+
+# Ours, in its own process: prints a JSON line (seconds to fit, to evaluate; the result).
+OURS_CODE = """
+import json, sys, time
+started = time.perf_counter()
+from monitoring import evaluate, fit_reference
+
+reference_path, batch_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+model = None
+if mode == "mlp":
+    import torch
+
+    class MLP(torch.nn.Module):
+        classes = ["0", "1"]
+
+        def __init__(self, n_inputs):
+            super().__init__()
+            self.layers = torch.nn.Sequential(
+                torch.nn.Linear(n_inputs, 64), torch.nn.ReLU(),
+                torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                torch.nn.Linear(64, 2),
+            )
+
+        def forward(self, x):
+            return self.layers(torch.nan_to_num(x))  # num_03 has missing values
+
+imported = time.perf_counter()
+reference = fit_reference(reference_path, target="label", prediction="prediction")
+if mode == "mlp":
+    torch.manual_seed(0)
+    model = MLP(len(reference.schema.numerical)).eval()  # untrained: speed, not accuracy
+fitted = time.perf_counter()
+report = evaluate(batch_path, reference, model=model)
+done = time.perf_counter()
+features = [c for c in report.columns if c.role == "feature"]
+print(json.dumps({
+    "import_s": imported - started, "fit_s": fitted - imported, "compute_s": done - fitted,
+    "rows": report.n_rows,
+    "note": f"{sum(c.drifted for c in features)}/{len(features)} drifted, {report.status}",
+}))
+"""
+
+# Evidently, in its own process and virtual environment; detects its API generation.
+EVIDENTLY_CODE = """
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+started = time.perf_counter()
+import pandas as pd
+try:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+    api = "0.7"
+except ImportError:
+    from evidently.metric_preset import DataDriftPreset
+    from evidently.report import Report
+    try:
+        from evidently import ColumnMapping
+    except ImportError:
+        from evidently.pipeline.column_mapping import ColumnMapping
+    api = "legacy"
+
+reference_path, batch_path = sys.argv[1], sys.argv[2]
+numerical, categorical = sys.argv[3].split(","), sys.argv[4].split(",")
+features = numerical + categorical
+imported = time.perf_counter()
+reference = pd.read_parquet(reference_path, columns=features)
+batch = pd.read_parquet(batch_path, columns=features)
+loaded = time.perf_counter()
+if api == "0.7":
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    current = Dataset.from_pandas(batch, data_definition=definition)
+    ref = Dataset.from_pandas(reference, data_definition=definition)
+    snapshot = Report([DataDriftPreset(columns=features)]).run(current, ref)
+    done = time.perf_counter()
+    counted = snapshot.dict()["metrics"][0]["value"]
+    drifted = int(counted["count"]) if isinstance(counted, dict) else counted
+else:
+    mapping = ColumnMapping(
+        target=None, prediction=None,
+        numerical_features=numerical, categorical_features=categorical,
+    )
+    report = Report(metrics=[DataDriftPreset(columns=features)])
+    report.run(reference_data=reference, current_data=batch, column_mapping=mapping)
+    done = time.perf_counter()
+    drifted = report.as_dict()["metrics"][0]["result"]["number_of_drifted_columns"]
+print(json.dumps({
+    "import_s": imported - started, "load_s": loaded - imported, "compute_s": done - loaded,
+    "rows": len(batch), "note": f"{drifted}/{len(features)} drifted, API {api}",
+}))
+"""
+
+# NannyML, in its own process and virtual environment: one chunk for the whole batch.
+NANNYML_CODE = """
+import inspect, json, sys, time, warnings
+warnings.filterwarnings("ignore")
+started = time.perf_counter()
+import pandas as pd
+import nannyml
+
+reference_path, batch_path = sys.argv[1], sys.argv[2]
+numerical, categorical = sys.argv[3].split(","), sys.argv[4].split(",")
+features = numerical + categorical
+imported = time.perf_counter()
+reference = pd.read_parquet(reference_path, columns=features)
+batch = pd.read_parquet(batch_path, columns=features)
+loaded = time.perf_counter()
+options = dict(
+    column_names=features,
+    continuous_methods=["kolmogorov_smirnov", "jensen_shannon"],
+    categorical_methods=["chi2", "jensen_shannon"],
+    chunk_number=1,
+)
+accepted = inspect.signature(nannyml.UnivariateDriftCalculator).parameters
+if "treat_as_categorical" in accepted:
+    options["treat_as_categorical"] = categorical
+if "treat_as_numerical" in accepted:
+    options["treat_as_numerical"] = numerical
+calculator = nannyml.UnivariateDriftCalculator(**options)
+calculator.fit(reference)
+fitted = time.perf_counter()
+result = calculator.calculate(batch)
+done = time.perf_counter()
+table = result.filter(period="analysis").to_df()
+alerts = [c for c in table.columns if c[-1] == "alert"]
+alerted = {c[0] for c in alerts if bool(table[c].iloc[-1])}
+print(json.dumps({
+    "import_s": imported - started, "load_s": loaded - imported,
+    "fit_s": fitted - loaded, "compute_s": done - fitted, "rows": len(batch),
+    "note": f"{len(alerted)}/{len(features)} alerted (1-chunk thresholds)",
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer's virtual environment: its interpreter and versions, or why it is unusable."""
+
+    name: str
+    python: Path | None
+    version: str  # the peer's own, from `pip show`
+    environment: str = ""  # versions of PEER_VERSIONED in its virtual environment
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One line of the table. Seconds are None where the step has no such part."""
+
+    rows: int
+    tool: str
+    version: str
+    status: str  # ok, failed, timeout, not installed
+    wall_s: float | None = None  # the whole child process
+    load_s: float | None = None  # Parquet to pandas (peers); the floor: pyarrow read
+    fit_s: float | None = None  # fitting on the reference (ours, NannyML)
+    compute_s: float | None = None  # the drift call alone
+    peak_rss_mb: float | None = None
+    note: str = ""
+
+    @property
+    def rows_per_s(self) -> float | None:
+        return self.rows / self.compute_s if self.compute_s else None
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    value: str
+    met: bool | None  # None: not measured
+
+
+# --- children -------------------------------------------------------------------------------
+
+
+def run_limited(
+    command: Sequence[str], *, cwd: Path, env: dict[str, str], limit_s: float
+) -> tuple[str, bench_evaluate.ChildResult]:
+    """Run `command` in its own session, killed after `limit_s`; (status, result), no exit.
+
+    Like bench_evaluate.run_child (wall time, and the peak RSS of this child from
+    `os.wait4`), but a failure or a timeout is returned as a status for the table.
+    """
+    out_path, err_path = cwd / ".child.stdout", cwd / ".child.stderr"
+    timed_out = threading.Event()
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True
+        )
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
+
+        timer = threading.Timer(limit_s, kill)
+        timer.start()
+        try:
+            _, status, rusage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    result = bench_evaluate.ChildResult(
+        wall,
+        bench_evaluate._rss_mb(rusage),
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+    )
+    out_path.unlink()
+    err_path.unlink()
+    if timed_out.is_set():
+        return "timeout", result
+    if process.returncode != 0:
+        tail = result.stderr.splitlines()[-bench_evaluate.STDERR_TAIL_LINES :]
+        log(f"  failed (exit {process.returncode}): {bench_evaluate._shown(list(command))}")
+        log("\n".join(f"  | {line}" for line in tail))
+        return "failed", result
+    return "ok", result
+
+
+def last_json(stdout: str) -> dict[str, object]:
+    """The JSON object a child program prints last."""
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no JSON line in the child's output:\n{stdout}")
+
+
+def measure_child(
+    rows: int,
+    tool: str,
+    version: str,
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limit_s: float,
+) -> Measure:
+    """Run a child program that prints a JSON line of timings; its Measure, whatever happens."""
+    log(f"{rows:,} rows, {tool}: running")
+    status, child = run_limited(command, cwd=cwd, env=env, limit_s=limit_s)
+    measure = Measure(rows, tool, version, status, child.wall_s, peak_rss_mb=child.peak_rss_mb)
+    if status == "timeout":
+        measure = replace(measure, note=f"killed after {limit_s:.0f} s")
+    if status != "ok":
+        log(f"{rows:,} rows, {tool}: {status} after {child.wall_s:.1f} s")
+        return measure
+    try:
+        found = last_json(child.stdout)
+    except ValueError:
+        log(f"{rows:,} rows, {tool}: no timings in its output:\n{child.stdout[-2000:]}")
+        return replace(measure, status="failed", note="no timings in its output")
+    measure = replace(
+        measure,
+        load_s=_seconds(found.get("load_s")),
+        fit_s=_seconds(found.get("fit_s")),
+        compute_s=_seconds(found.get("compute_s")),
+        note=str(found.get("note", "")),
+    )
+    log(
+        f"{rows:,} rows, {tool}: {child.wall_s:.1f} s wall, {measure.compute_s:.1f} s drift, "
+        f"{child.peak_rss_mb:,.0f} MB peak RSS ({measure.note})"
+    )
+    return measure
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+# --- peers' virtual environments ------------------------------------------------------------
+
+
+def ensure_peer(name: str, requirements: Sequence[str]) -> Peer:
+    """Create (once) and fill the peer's virtual environment; its versions or its error."""
+    venv = VENVS_DIR / name
+    python = venv / "bin" / "python"
+    marker = venv / "requirements.txt"  # written once the install succeeded
+    wanted = "\n".join(requirements) + "\n"
+    install_log = VENVS_DIR / f"{name}-install.log"
+    if not (python.exists() and marker.exists() and marker.read_text() == wanted):
+        VENVS_DIR.mkdir(parents=True, exist_ok=True)
+        with install_log.open("w") as handle:
+            if not python.exists():
+                log(f"{name}: creating {venv}")
+                step = [sys.executable, "-m", "venv", str(venv)]
+                error = _run_logged(step, handle, name)
+                if error:
+                    return Peer(name, None, "-", error=error)
+            log(f"{name}: pip install {' '.join(requirements)} (can take minutes)")
+            step = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+            error = _run_logged([*step, *requirements], handle, name)
+        if error:
+            return Peer(name, None, "-", error=f"{error} (log: {install_log})")
+        marker.write_text(wanted)
+    else:
+        log(f"{name}: reusing {venv}")
+    version, environment = _installed_versions(python, name)
+    check = subprocess.run(
+        [str(python), "-c", f"import {name}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **PEER_ENV},
+    )
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["?"])[-1]
+        return Peer(name, None, version, environment, f"`import {name}` fails: {last}")
+    return Peer(name, python, version, environment)
+
+
+def _run_logged(command: list[str], handle, name: str) -> str | None:
+    """Run an install step, its output to `handle` and its progress lines to stderr."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    timer = threading.Timer(INSTALL_LIMIT_S, process.kill)
+    timer.start()
+    last = ""
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            handle.write(line)
+            if line.startswith(("Collecting", "Installing", "Successfully", "ERROR")):
+                log(f"  {name}: {line.rstrip()[:150]}")
+            if line.strip() and not line.startswith("WARNING"):
+                last = line.strip()
+        code = process.wait()
+    finally:
+        timer.cancel()
+    return None if code == 0 else f"`{_install_step(command)}` failed ({code}): {last[:300]}"
+
+
+def _install_step(command: list[str]) -> str:
+    """An install step as typed: `python -m venv DIR` or `pip install REQUIREMENTS`."""
+    return " ".join(
+        command[command.index("pip") :] if "pip" in command else ["python", *command[1:]]
+    )
+
+
+def _installed_versions(python: Path, name: str) -> tuple[str, str]:
+    """`pip show` versions: the peer's, and those of PEER_VERSIONED in its environment."""
+    shown = subprocess.run(
+        [str(python), "-m", "pip", "show", name, *PEER_VERSIONED],
+        capture_output=True,
+        text=True,
+    ).stdout
+    versions: dict[str, str] = {}
+    current = ""
+    for line in shown.splitlines():
+        if line.startswith("Name:"):
+            current = line.split(":", 1)[1].strip().lower()
+        elif line.startswith("Version:") and current:
+            versions[current] = line.split(":", 1)[1].strip()
+    own = versions.pop(name, "?")
+    return own, ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def write_batches(path: Path, without_prediction: Path, rows: int) -> float:
+    """The batch (bench_evaluate's, seed and drift) and the same rows without predictions."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(bench_evaluate.BATCH_SEED)
+    writers: list[pq.ParquetWriter] = []
+    try:
+        for start in range(0, rows, bench_evaluate.BLOCK_ROWS):
+            block = bench_evaluate.make_block(
+                rng, min(bench_evaluate.BLOCK_ROWS, rows - start), drift=True
+            )
+            blocks = [block, block.drop_columns(list(PREDICTION_COLUMNS))]
+            if not writers:
+                writers = [
+                    pq.ParquetWriter(p, b.schema)
+                    for p, b in zip((path, without_prediction), blocks, strict=True)
+                ]
+            for writer, b in zip(writers, blocks, strict=True):
+                writer.write_table(b, row_group_size=bench_evaluate.BLOCK_ROWS)
+    finally:
+        for writer in writers:
+            writer.close()
+    return time.perf_counter() - started
+
+
+def in_child(function: Callable[..., float], *args: object, **kwargs: object) -> float:
+    """Call `function` in a spawned process, so this one stays small.
+
+    On Linux a child's peak RSS (`ru_maxrss`) starts from this process's own peak: the
+    memory that writing the data takes here would show as every measured child's floor.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def has_rows(path: Path, rows: int) -> bool:
+    """Whether `path` is a Parquet file of `rows` rows already (kept from an earlier run)."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows == rows
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
+
+
+def table_rows(measures: list[Measure]) -> list[dict[str, str]]:
+    """Measures as text cells, each with its ratios to ours (in-process, no model) at its size."""
+    base = {m.rows: m for m in measures if m.tool == OURS and m.status == "ok"}
+    out = []
+    for m in measures:
+        ours = base.get(m.rows)
+        out.append(
+            {
+                "rows": f"{m.rows:,}",
+                "tool": m.tool,
+                "version": m.version,
+                "status": m.status,
+                "wall s": _num(m.wall_s),
+                "load s": _num(m.load_s),
+                "fit s": _num(m.fit_s),
+                "drift s": _num(m.compute_s),
+                "peak RSS MB": _num(m.peak_rss_mb, "{:,.0f}"),
+                "wall x": _num(_ratio(m.wall_s, ours and ours.wall_s)),
+                "drift x": _num(_ratio(m.compute_s, ours and ours.compute_s)),
+                "RSS x": _num(_ratio(m.peak_rss_mb, ours and ours.peak_rss_mb)),
+                "rows/s": _num(m.rows_per_s, "{:,.0f}"),
+                "note": m.note,
+            }
+        )
+    return out
+
+
+def _num(value: float | None, spec: str = "{:.2f}") -> str:
+    return "-" if value is None else spec.format(value)
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    header = list(rows[0])
+    left = {"tool", "version", "status", "note"}
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in header}
+
+    def line(cells: dict[str, str]) -> str:
+        return "  ".join(
+            cells[h].ljust(widths[h]) if h in left else cells[h].rjust(widths[h]) for h in header
+        ).rstrip()
+
+    rule = "  ".join("-" * widths[h] for h in header)
+    return "\n".join([line({h: h for h in header}), rule, *(line(r) for r in rows)])
+
+
+def targets(measures: list[Measure], stream_rows: int) -> list[Target]:
+    """The issue's targets, each with the measured value (None where a side is missing)."""
+    found = {(m.rows, m.tool): m for m in measures if m.status == "ok"}
+    out: list[Target] = []
+    ours = found.get((TARGET_ROWS, OURS))
+    for peer, factor in SPEEDUP_TARGETS.items():
+        theirs = found.get((TARGET_ROWS, peer))
+        for part, ours_s, theirs_s in (
+            ("wall", ours and ours.wall_s, theirs and theirs.wall_s),
+            ("fit + drift", _work(ours), _work(theirs)),
+        ):
+            speedup = _ratio(theirs_s, ours_s)
+            out.append(
+                Target(
+                    f"{TARGET_ROWS:,} rows: {factor:g}x faster than {peer} ({part})",
+                    _num(speedup, "{:.1f}x"),
+                    None if speedup is None else speedup >= factor,
+                )
+            )
+    theirs = found.get((TARGET_ROWS, "evidently"))
+    share = _ratio(ours and ours.peak_rss_mb, theirs and theirs.peak_rss_mb)
+    out.append(
+        Target(
+            f"{TARGET_ROWS:,} rows: peak RSS <= {EVIDENTLY_MEMORY_SHARE:g} x evidently's",
+            _num(share, "{:.2f}x"),
+            None if share is None else share <= EVIDENTLY_MEMORY_SHARE,
+        )
+    )
+    floor = found.get((stream_rows, FLOOR))
+    for tool in (OURS_CLI, OURS):
+        m = found.get((stream_rows, tool))
+        rss = m and m.peak_rss_mb
+        out.append(
+            Target(
+                f"{stream_rows:,} rows, {tool}: peak RSS < {STREAM_RSS_LIMIT_MB:,.0f} MB (1.5 GB)",
+                _num(rss, "{:,.0f} MB"),
+                None if rss is None else rss < STREAM_RSS_LIMIT_MB,
+            )
+        )
+        for part, ours_s, floor_s in (
+            ("drift call / floor in-process", m and m.compute_s, floor and floor.compute_s),
+            ("wall / floor wall", m and m.wall_s, floor and floor.wall_s),
+        ):
+            times = _ratio(ours_s, floor_s)
+            out.append(
+                Target(
+                    f"{stream_rows:,} rows, {tool}: within {FLOOR_FACTOR:g}x the floor ({part})",
+                    _num(times, "{:.1f}x"),
+                    None if times is None else times <= FLOOR_FACTOR,
+                )
+            )
+    return out
+
+
+def _work(measure: Measure | None) -> float | None:
+    """Fit plus drift call: the work without process start, imports and pandas loading."""
+    if measure is None or measure.compute_s is None:
+        return None
+    return (measure.fit_s or 0.0) + measure.compute_s
+
+
+def format_targets(found: list[Target]) -> str:
+    width = max(len(t.what) for t in found)
+    shown = {True: "met", False: "NOT met", None: "not measured"}
+    return "\n".join(f"{t.what.ljust(width)}  {t.value:>9}  {shown[t.met]}" for t in found)
+
+
+def write_csvs(workdir: Path, measures: list[Measure], found: list[Target]) -> None:
+    cells = table_rows(measures)
+    with (workdir / "results.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["rows", "tool", "version", "status", "wall_s", "load_s", "fit_s", "drift_s"]
+            + ["peak_rss_mb", "wall_x", "drift_x", "rss_x", "rows_per_s", "note"]
+        )
+        for m, c in zip(measures, cells, strict=True):
+            writer.writerow(
+                [m.rows, m.tool, m.version, m.status]
+                + [_csv(v) for v in (m.wall_s, m.load_s, m.fit_s, m.compute_s, m.peak_rss_mb)]
+                + [c["wall x"], c["drift x"], c["RSS x"], _csv(m.rows_per_s, "{:.0f}"), m.note]
+            )
+    with (workdir / "targets.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["target", "value", "met"])
+        for t in found:
+            writer.writerow([t.what, t.value, "" if t.met is None else str(t.met).lower()])
+
+
+def _csv(value: float | None, spec: str = "{:.3f}") -> str:
+    return "" if value is None else spec.format(value)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated row counts, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"row counts must be >= 1, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=DEFAULT_SIZES,
+        help="comma-separated batch rows compared with the peers (default 50000,1000000)",
+    )
+    parser.add_argument(
+        "--stream-rows",
+        type=int,
+        default=DEFAULT_STREAM_ROWS,
+        help="rows of the batch streamed by us only; 0 skips it (default 20000000)",
+    )
+    parser.add_argument("--skip-peers", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--workdir", type=Path, help="default: a new temporary folder under benchmarks/output/"
+    )
+    parser.add_argument(
+        "--keep-data", action="store_true", help="keep the Parquet files after the run"
+    )
+    args = parser.parse_args(argv)
+    if args.stream_rows < 0:
+        parser.error(f"--stream-rows must be >= 0, got {args.stream_rows}")
+    if args.stream_rows in args.sizes:
+        parser.error("--stream-rows must differ from each of --sizes")
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def git_commit() -> str:
+    """The checkout measured: its commit, and whether the package has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "monitoring"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "commit unknown"
+    return f"commit {commit or 'unknown'}" + (" with uncommitted changes" if changed else "")
+
+
+def peers_for(args: argparse.Namespace) -> list[Peer]:
+    if args.skip_peers:
+        return []
+    return [ensure_peer(name, reqs) for name, reqs in PEER_REQUIREMENTS.items()]
+
+
+def compare_size(
+    rows: int,
+    workdir: Path,
+    reference: Path,
+    peers: list[Peer],
+    env: dict[str, str],
+    ours_version: str,
+) -> list[Measure]:
+    """Ours (without and with a model) and each peer on one batch size."""
+    batch = workdir / f"batch-{rows}.parquet"
+    unpredicted = workdir / f"batch-{rows}-no-prediction.parquet"
+    if has_rows(batch, rows) and has_rows(unpredicted, rows):
+        log(f"reusing the {rows:,}-row batches in {workdir}")
+    else:
+        seconds = in_child(write_batches, batch, unpredicted, rows)
+        log(f"generated the {rows:,}-row batches in {seconds:.1f} s")
+    ours = [sys.executable, "-c", OURS_CODE, str(reference)]
+    common = dict(cwd=workdir, limit_s=CHILD_LIMIT_S)
+    measures = [
+        measure_child(rows, OURS, ours_version, [*ours, str(batch), "plain"], env=env, **common),
+        measure_child(
+            rows, OURS_MLP, ours_version, [*ours, str(unpredicted), "mlp"], env=env, **common
+        ),
+    ]
+    features = [str(reference), str(batch), ",".join(NUMERICAL), ",".join(CATEGORICAL)]
+    programs = {"evidently": EVIDENTLY_CODE, "nannyml": NANNYML_CODE}
+    peer_env = {**env, **PEER_ENV}
+    for peer in peers:
+        if peer.python is None:
+            measures.append(Measure(rows, peer.name, peer.version, "not installed"))
+            continue
+        command = [str(peer.python), "-c", programs[peer.name], *features]
+        measures.append(
+            measure_child(rows, peer.name, peer.version, command, env=peer_env, **common)
+        )
+    return measures
+
+
+def stream(
+    rows: int, workdir: Path, reference: Path, env: dict[str, str], ours_version: str
+) -> tuple[list[Measure], Path]:
+    """The long batch, streamed by us (CLI and in-process), and the floor on the same file."""
+    batch = workdir / f"stream-{rows}.parquet"
+    if has_rows(batch, rows):
+        log(f"reusing {batch}")
+    else:
+        log(f"generating the {rows:,}-row batch (row groups of {bench_evaluate.BLOCK_ROWS:,})")
+        seconds = in_child(
+            bench_evaluate.write_parquet, batch, rows, seed=bench_evaluate.BATCH_SEED, drift=True
+        )
+        log(f"generated {batch.stat().st_size / 1e6:,.0f} MB in {seconds:.1f} s")
+    measures: list[Measure] = []
+    cli = bench_evaluate.monitoring_command()
+    tracking = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    log(f"{rows:,} rows: monitoring reference fit (CLI)")
+    status, fit = run_limited(
+        [*cli, "reference", "fit", str(reference), *bench_evaluate.ROLES],
+        cwd=workdir,
+        env=tracking,
+        limit_s=CHILD_LIMIT_S,
+    )
+    lines = fit.stdout.strip().splitlines()
+    if status == "ok" and lines:
+        reference_id = lines[-1].strip()
+        log(f"{rows:,} rows: monitoring evaluate (CLI)")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        status, done = run_limited(
+            [*cli, "evaluate", str(batch), "--reference", reference_id]
+            + ["--batch-id", f"peers-{stamp}", "--model-name", bench_evaluate.MODEL_NAME],
+            cwd=workdir,
+            env=tracking,
+            limit_s=STREAM_LIMIT_S,
+        )
+        measure = Measure(rows, OURS_CLI, ours_version, status, done.wall_s)
+        measure = replace(measure, peak_rss_mb=done.peak_rss_mb, fit_s=fit.wall_s)
+        if status == "ok":
+            n_rows, seconds = bench_evaluate.evaluate_seconds(done.stdout)
+            found = done.stdout.splitlines()
+            shown = next((line for line in found if line.startswith("status:")), "")
+            measure = replace(measure, rows=n_rows, compute_s=seconds, note=shown)
+        log(f"{rows:,} rows, {OURS_CLI}: {status}, {done.wall_s:.1f} s wall")
+    else:
+        measure = Measure(rows, OURS_CLI, ours_version, status, note="reference fit failed")
+    measures.append(measure)
+    ours = [sys.executable, "-c", OURS_CODE, str(reference), str(batch), "plain"]
+    measures.append(
+        measure_child(rows, OURS, ours_version, ours, cwd=workdir, env=env, limit_s=STREAM_LIMIT_S)
+    )
+    log(f"{rows:,} rows: the floor (pyarrow read + np.histogram)")
+    status, floor = run_limited(
+        [sys.executable, "-c", bench_evaluate.FLOOR_CODE, str(batch), ",".join(NUMERICAL)]
+        + [str(bench_evaluate.FLOOR_BINS)],
+        cwd=workdir,
+        env=env,
+        limit_s=STREAM_LIMIT_S,
+    )
+    measure = Measure(rows, FLOOR, "pyarrow + numpy", status, floor.wall_s)
+    measure = replace(measure, peak_rss_mb=floor.peak_rss_mb)
+    if status == "ok":
+        _, read_s, total_s = floor.stdout.split()
+        measure = replace(
+            measure,
+            load_s=float(read_s),
+            compute_s=float(total_s),
+            note="load s: read; drift s: read + histograms",
+        )
+    measures.append(measure)
+    return measures, batch
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.workdir is None:
+        bench_evaluate.OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="peers-", dir=bench_evaluate.OUTPUT_DIR))
+    else:
+        workdir = args.workdir.resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+    log(f"workdir: {workdir}")
+    env = {**os.environ, **bench_evaluate.CHILD_ENV}
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_TRACKING_URI", None)  # ours in-process logs nothing; the CLI gets its own
+    ours_version = bench_evaluate.metadata.version("monitoring")
+    measured = git_commit()
+
+    peers = peers_for(args)
+    for peer in peers:
+        log(
+            f"{peer.name} {peer.version} ({peer.environment})"
+            + (f": {peer.error}" if peer.error else "")
+        )
+
+    reference = workdir / "reference.parquet"
+    if has_rows(reference, REFERENCE_ROWS):
+        log(f"reusing {reference}")
+    else:
+        in_child(
+            bench_evaluate.write_parquet,
+            reference,
+            REFERENCE_ROWS,
+            seed=bench_evaluate.REFERENCE_SEED,
+            drift=False,
+        )
+        log(f"generated the reference: {REFERENCE_ROWS:,} rows")
+    data = [reference]
+    measures: list[Measure] = []
+    for rows in args.sizes:
+        measures += compare_size(rows, workdir, reference, peers, env, ours_version)
+        data += [workdir / f"batch-{rows}.parquet", workdir / f"batch-{rows}-no-prediction.parquet"]
+    if args.stream_rows:
+        streamed, path = stream(args.stream_rows, workdir, reference, env, ours_version)
+        measures += streamed
+        data.append(path)
+
+    found = targets(measures, args.stream_rows)
+    write_csvs(workdir, measures, found)
+    if not args.keep_data:
+        for path in data:
+            path.unlink(missing_ok=True)
+    header = [*bench_evaluate.machine(), f"monitoring {ours_version}, {measured} (at the start)"]
+    header += [
+        f"peer {p.name} {p.version} ({p.environment})" + (f": {p.error}" if p.error else "")
+        for p in peers
+    ]
+    (workdir / "versions.txt").write_text("\n".join(header) + "\n")
+    print("\n".join(header))
+    print(format_table(table_rows(measures)))
+    print()
+    print(format_targets(found))
+    print(f"results: {workdir / 'results.csv'}, {workdir / 'targets.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
