@@ -23,7 +23,6 @@ import csv
 import io
 import math
 import os
-import platform
 import pstats
 import random
 import signal
@@ -37,7 +36,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -424,28 +422,11 @@ def profile_inprocess(client, model: str, path: Path) -> str:
 
 
 def machine() -> list[str]:
-    versions = []
-    for name in VERSIONED:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} (not installed)")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [
-        f"machine: {platform.machine()}, {_cpu_model()}, nproc {usable} "
-        f"(cpu_count {os.cpu_count()}), {platform.system()} {platform.release()}",
-        f"python {platform.python_version()}; " + ", ".join(versions),
-    ]
+    """The machine lines of bench_evaluate.py, with this benchmark's packages."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_evaluate import machine as machine_lines
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
+    return machine_lines(VERSIONED)
 
 
 HEADER = (

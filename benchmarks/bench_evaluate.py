@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -215,9 +216,10 @@ def evaluate_seconds(stdout: str) -> tuple[int, float]:
 # --- report ---------------------------------------------------------------------------------
 
 
-def machine() -> list[str]:
+def machine(versioned: Sequence[str] = VERSIONED) -> list[str]:
+    """Two lines: the processor and core count, then Python and the packages' versions."""
     versions = []
-    for name in VERSIONED:
+    for name in versioned:
         try:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
