@@ -34,6 +34,11 @@ def _blank_to_none(value: str | None) -> str | None:
     return value or None
 
 
+def _blank_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: an empty option value (an unset MLproject parameter) means not given."""
+    return _blank_to_none(value)
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """The one place where library errors become a message and an exit code."""
 
@@ -74,7 +79,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
     return click.option(
         "--query",
-        callback=lambda _c, _p, v: _blank_to_none(v),
+        callback=_blank_option,
         help="SQL query (with :name placeholders) when the source is a database URL.",
     )(command)
 
@@ -86,7 +91,7 @@ def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--config",
             "config_path",
             type=click.Path(dir_okay=False),
-            callback=lambda _c, _p, v: _blank_to_none(v),
+            callback=_blank_option,
             help="TOML settings (see mlruns_config/monitoring.toml).",
         ),
         click.option(
@@ -155,22 +160,22 @@ def main() -> None:
 )
 @click.option(
     "--batch-id",
-    callback=lambda _c, _p, v: _blank_to_none(v),
+    callback=_blank_option,
     help="Unique per model version; default: source name and content digest.",
 )
 @click.option(
     "--model-name",
-    callback=lambda _c, _p, v: _blank_to_none(v),
+    callback=_blank_option,
     help="Registered model the batch belongs to (names the experiment).",
 )
 @click.option(
     "--model-version",
-    callback=lambda _c, _p, v: _blank_to_none(v),
+    callback=_blank_option,
     help="Its version, when predictions are stored and no --model-uri is given.",
 )
 @click.option(
     "--model-uri",
-    callback=lambda _c, _p, v: _blank_to_none(v),
+    callback=_blank_option,
     help="models:/NAME/VERSION or models:/NAME@ALIAS; run when the batch has no prediction column.",
 )
 @click.option(
