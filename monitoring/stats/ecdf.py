@@ -17,10 +17,11 @@ at u_j or just below it. The statistic is therefore exact: equal to
 Wasserstein-1 = integral of |F_b - F_r|. Below u_0 and above u_{m-1} it is exact from the
 gap sums, and so is every interval where F_b stays on one side of the flat F_r. Where F_b
 crosses F_r inside an interval (u_j, u_{j+1}), the batch values' order inside it is not
-kept: that interval's term is taken as if F_b rose linearly across it, clamped to the
-range the interval's exact summary allows, and the interval's width times that range is
-added to the returned error bound. Batches on the reference's support (discrete features)
-are exact.
+kept: that interval's term is taken as if its values all sat at their (exact) mean, which
+is exact when they coincide (a count feature moved off its integers), clamped to the range
+the interval's exact summary allows, and the distance from that range's ends is added to
+the returned error bound. Batches on the reference's support (discrete features) are
+exact.
 """
 
 from __future__ import annotations
@@ -139,12 +140,15 @@ def wasserstein_distance(
     signed = integral_fb - level * width
     crossing = (low < level) & (level < high)
     exact_part = np.where(crossing, 0.0, np.abs(signed))
-    # Crossing intervals: linear F_b between low and high, clamped to what is possible.
-    rise = np.where(crossing, high - low, 1.0)
-    linear = width * ((level - low) ** 2 + (high - level) ** 2) / (2.0 * rise)
+    # Crossing intervals: the values inside taken at their mean v (F_b = low before v,
+    # high after it), exact when they coincide (a discrete batch moved off the support),
+    # clamped to what is possible.
+    safe_count = np.where(inner_count > 0, inner_count, 1)
+    mean = np.where(inner_count > 0, batch.gap_sum[1:-1] / safe_count, u[:-1])
+    at_mean = (mean - u[:-1]) * (level - low) + (u[1:] - mean) * (high - level)
     upper = width * np.maximum(level - low, high - level)
     floor = np.abs(signed)
-    approx = np.clip(linear, floor, upper)
+    approx = np.clip(at_mean, floor, upper)
     total += float(np.sum(exact_part) + np.sum(np.where(crossing, approx, 0.0)))
     bound = float(np.sum(np.where(crossing, np.maximum(upper - approx, approx - floor), 0.0)))
     return float(total), bound
