@@ -18,12 +18,15 @@ DEFAULT_SMOOTHING = 0.5
 
 
 def smoothed_proportions(counts: np.ndarray, *, smoothing: float = DEFAULT_SMOOTHING) -> np.ndarray:
-    """Proportions per bin after adding `smoothing` pseudo-counts to every bin."""
+    """Proportions per bin after adding `smoothing` pseudo-counts to every bin.
+
+    Works along the last axis, so a (simulations, bins) array gives one row per histogram.
+    """
     c = np.asarray(counts, dtype=np.float64)
     if smoothing < 0:
         raise ValueError(f"smoothing must be >= 0, got {smoothing}")
-    total = c.sum() + smoothing * c.size
-    if total <= 0:
+    total = c.sum(axis=-1, keepdims=True) + smoothing * c.shape[-1]
+    if np.any(total <= 0):
         raise ValueError("cannot normalise a histogram with no counts and no smoothing")
     return (c + smoothing) / total
 
@@ -33,16 +36,62 @@ def _pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     r = np.asarray(reference_counts)
     b = np.asarray(batch_counts)
-    if r.shape != b.shape:
+    if r.shape[-1:] != b.shape[-1:]:
         raise ValueError(f"histograms differ in shape: {r.shape} vs {b.shape}")
     p = smoothed_proportions(r, smoothing=smoothing)
     return p, smoothed_proportions(b, smoothing=smoothing)
 
 
-def _kl(q: np.ndarray, p: np.ndarray) -> float:
-    with np.errstate(divide="ignore"):
+def _kl(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(q > 0, q * np.log(q / p), 0.0)
-    return float(np.sum(terms))
+    return np.sum(terms, axis=-1)
+
+
+def _psi(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum((q - p) * np.log(q / p), axis=-1)
+
+
+def _js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    m = 0.5 * (p + q)
+    divergence = 0.5 * (_kl(p, m) + _kl(q, m)) / np.log(2.0)
+    return np.sqrt(np.maximum(divergence, 0.0))
+
+
+def _hellinger(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    affinity = np.sum(np.sqrt(p * q), axis=-1)
+    return np.sqrt(np.maximum(1.0 - affinity, 0.0))
+
+
+def _tvd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return 0.5 * np.sum(np.abs(q - p), axis=-1)
+
+
+_ROW_FUNCTIONS = {
+    "kl": lambda p, q: _kl(q, p),
+    "psi": _psi,
+    "js": _js,
+    "hellinger": _hellinger,
+    "tvd": _tvd,
+}
+HISTOGRAM_DIVERGENCES = tuple(_ROW_FUNCTIONS)
+
+
+def divergence_rows(
+    name: str,
+    reference_counts: np.ndarray,
+    batch_counts: np.ndarray,
+    *,
+    smoothing: float = DEFAULT_SMOOTHING,
+) -> np.ndarray:
+    """One histogram divergence per row of (rows, bins) count arrays (rows broadcast).
+
+    The same formulas as the scalar functions below, vectorised for the simulated nulls
+    of `stats.calibration`.
+    """
+    p, q = _pair(reference_counts, batch_counts, smoothing)
+    return np.asarray(_ROW_FUNCTIONS[name](p, q), dtype=np.float64)
 
 
 def kl_divergence(
@@ -54,7 +103,7 @@ def kl_divergence(
     statistic of the batch against the reference's proportions). 0 when equal, unbounded.
     """
     p, q = _pair(reference_counts, batch_counts, smoothing)
-    return _kl(q, p)
+    return float(_kl(q, p))
 
 
 def population_stability_index(
@@ -62,8 +111,7 @@ def population_stability_index(
 ) -> float:
     """PSI = sum (q_i - p_i) ln(q_i / p_i), the symmetric KL. Rules of thumb: 0.1 / 0.25."""
     p, q = _pair(reference_counts, batch_counts, smoothing)
-    with np.errstate(divide="ignore"):
-        return float(np.sum((q - p) * np.log(q / p)))
+    return float(_psi(p, q))
 
 
 def jensen_shannon_distance(
@@ -74,9 +122,7 @@ def jensen_shannon_distance(
     Same definition as `scipy.spatial.distance.jensenshannon(p, q, base=2)`.
     """
     p, q = _pair(reference_counts, batch_counts, smoothing)
-    m = 0.5 * (p + q)
-    divergence = 0.5 * (_kl(p, m) + _kl(q, m)) / np.log(2.0)
-    return float(np.sqrt(max(divergence, 0.0)))
+    return float(_js(p, q))
 
 
 def hellinger_distance(
@@ -84,5 +130,13 @@ def hellinger_distance(
 ) -> float:
     """Hellinger distance sqrt(1 - sum sqrt(p_i q_i)), in [0, 1]."""
     p, q = _pair(reference_counts, batch_counts, smoothing)
-    affinity = float(np.sum(np.sqrt(p * q)))
-    return float(np.sqrt(max(1.0 - affinity, 0.0)))
+    return float(_hellinger(p, q))
+
+
+def total_variation_distance(
+    reference_counts: np.ndarray, batch_counts: np.ndarray, *, smoothing: float = DEFAULT_SMOOTHING
+) -> float:
+    """Total variation distance, half the L1 distance, in [0, 1]: the share of rows that
+    would have to move to another bin (or category) to turn one histogram into the other."""
+    p, q = _pair(reference_counts, batch_counts, smoothing)
+    return float(_tvd(p, q))

@@ -1,8 +1,10 @@
 """One registry of drift methods: name -> function, kind, default threshold, feature types.
 
 A distance is "drifted" when its statistic exceeds the threshold; a test when its p-value
-falls below the threshold (alpha). Everything that lists, validates or explains methods
-reads this table, so adding a method here is the only change needed.
+falls below the threshold (alpha). `null` says where a distance's calibrated threshold
+comes from (`stats.calibration`): simulated histograms, or the Brownian-bridge limit of
+Wasserstein; tests ("own") have their p-value already. Everything that lists, validates
+or explains methods reads this table, so adding a method here is the only change needed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from monitoring.stats.divergence import (
     jensen_shannon_distance,
     kl_divergence,
     population_stability_index,
+    total_variation_distance,
 )
 from monitoring.stats.ecdf import SupportCounts, ks_pvalue, ks_statistic, wasserstein_distance
 
@@ -65,6 +68,7 @@ class MethodSpec:
     default_threshold: float
     description: str
     compute: Callable[[Comparison], MethodResult]
+    null: Literal["histogram", "bridge", "own"] = "histogram"
 
     def is_drifted(self, result: MethodResult, threshold: float) -> bool:
         """Distances drift above the threshold, tests below it (p-value < alpha)."""
@@ -145,20 +149,30 @@ METHODS: dict[str, MethodSpec] = {
             _histogram_method(hellinger_distance),
         ),
         MethodSpec(
+            "tvd",
+            "distance",
+            _BOTH,
+            0.1,
+            "total variation distance on the reference bins: the share of rows that moved",
+            _histogram_method(total_variation_distance),
+        ),
+        MethodSpec(
             "ks",
             "test",
             _NUM,
             0.05,
             "two-sample Kolmogorov-Smirnov statistic, exact; asymptotic p-value",
             _ks,
+            "own",
         ),
         MethodSpec(
             "wasserstein",
             "distance",
             _NUM,
             float("inf"),
-            "Wasserstein-1 distance in the feature's own units (no default threshold)",
+            "Wasserstein-1 distance in the feature's own units (no default fixed threshold)",
             _wasserstein,
+            "bridge",
         ),
         MethodSpec(
             "wasserstein_scaled",
@@ -167,6 +181,7 @@ METHODS: dict[str, MethodSpec] = {
             0.1,
             "Wasserstein-1 distance divided by the reference standard deviation",
             _wasserstein_scaled,
+            "bridge",
         ),
         MethodSpec(
             "chi2",
@@ -175,6 +190,7 @@ METHODS: dict[str, MethodSpec] = {
             0.05,
             "chi-squared homogeneity test over categories (unseen ones included)",
             _chi2,
+            "own",
         ),
     )
 }

@@ -1,0 +1,194 @@
+"""Thresholds for drift statistics calibrated at the batch's size, and their p-values.
+
+A fixed threshold (PSI 0.2) means a different false-alarm rate at every batch size: under
+no drift a divergence shrinks like 1/n, so small batches alarm on noise and large ones
+need a big shift before anything shows. Here the threshold for a batch of n values is the
+(1 - alpha) quantile of the statistic *when the batch comes from the reference*.
+
+Histogram divergences (`kl psi js hellinger tvd`) are simulated: with the reference's
+fitted proportions p = r / m, draw S pairs (reference ~ Multinomial(m, p), batch ~
+Multinomial(n, p)) and compute the statistic on each pair, smoothing included. Drawing the
+reference too accounts for its own finite size. The simulated values are then summarised
+by a scaled chi-squared a * chi2(nu) matched to their mean and variance (Satterthwaite);
+for `js` and `hellinger`, which behave like square roots of a chi-squared, the match is on
+the squared statistic. The fit gives smooth tail p-values below 1 / S, which multiple
+testing across many features needs, and its quantile is the threshold, so "statistic >
+threshold" and "p-value < alpha" agree. Tests hold the fitted quantiles against
+empirical quantiles of independent simulations.
+
+Wasserstein uses its limit: sqrt(n m / (n + m)) * W1 tends to the integral of |B(F(x))|
+dx for a Brownian bridge B, which is simulated once per reference column on its support
+(no dependence on n), so the threshold at n is that quantile over sqrt(n m / (n + m)).
+
+Results are cached per (reference histogram, n), so a series of batches of one size
+costs one simulation per column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats
+
+from monitoring.stats.divergence import HISTOGRAM_DIVERGENCES, divergence_rows
+
+DEFAULT_SIMULATIONS = 2000
+BRIDGE_GRID = 512
+SQUARED = frozenset({"js", "hellinger"})
+
+
+@dataclass(frozen=True)
+class NullFit:
+    """A statistic's distribution under no drift: statistic (or its square) ~ scale * chi2(dof)."""
+
+    scale: float
+    dof: float
+    squared: bool = False
+
+    def p_value(self, statistic: float) -> float:
+        """P(statistic >= observed | no drift)."""
+        x = statistic**2 if self.squared else statistic
+        if self.scale <= 0:
+            return 1.0 if x <= 0 else 0.0
+        return float(stats.chi2.sf(x / self.scale, self.dof))
+
+    @property
+    def mean(self) -> float:
+        """The statistic's mean under no drift (approximate for the squared ones)."""
+        mean = self.scale * self.dof
+        return float(np.sqrt(mean)) if self.squared else mean
+
+    def threshold(self, alpha: float) -> float:
+        """The (1 - alpha) quantile: exceeded with probability alpha under no drift."""
+        q = self.scale * float(stats.chi2.isf(alpha, self.dof))
+        return float(np.sqrt(q)) if self.squared else q
+
+
+def _fit(values: np.ndarray, squared: bool) -> NullFit:
+    x = values**2 if squared else values
+    mean, var = float(np.mean(x)), float(np.var(x, ddof=1))
+    if mean <= 0 or var <= 0:
+        return NullFit(0.0, 1.0, squared)
+    return NullFit(var / (2 * mean), 2 * mean * mean / var, squared)
+
+
+def histogram_nulls(
+    reference_counts: np.ndarray,
+    n_batch: int,
+    *,
+    smoothing: float,
+    simulations: int = DEFAULT_SIMULATIONS,
+    seed: int = 0,
+) -> dict[str, NullFit]:
+    """The null fit of every histogram divergence for a batch of `n_batch` values."""
+    counts = np.asarray(reference_counts, dtype=np.int64)
+    return dict(
+        _histogram_nulls(
+            counts.tobytes(), len(counts), int(n_batch), float(smoothing), simulations, seed
+        )
+    )
+
+
+@lru_cache(maxsize=4096)
+def _histogram_nulls(
+    counts_bytes: bytes, k: int, n_batch: int, smoothing: float, simulations: int, seed: int
+) -> tuple[tuple[str, NullFit], ...]:
+    counts = np.frombuffer(counts_bytes, dtype=np.int64, count=k)
+    m = int(counts.sum())
+    p = counts / m
+    rng = np.random.default_rng([seed, m, n_batch, k])
+    reference = rng.multinomial(m, p, size=simulations)
+    batch = rng.multinomial(n_batch, p, size=simulations)
+    return tuple(
+        (name, _fit(divergence_rows(name, reference, batch, smoothing=smoothing), name in SQUARED))
+        for name in HISTOGRAM_DIVERGENCES
+    )
+
+
+def simulate_histogram_null(
+    name: str,
+    reference_counts: np.ndarray,
+    n_batch: int,
+    *,
+    smoothing: float,
+    simulations: int,
+    seed: int,
+) -> np.ndarray:
+    """Raw simulated values of one divergence under no drift (for tests and docs)."""
+    counts = np.asarray(reference_counts, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    p = counts / counts.sum()
+    reference = rng.multinomial(int(counts.sum()), p, size=simulations)
+    batch = rng.multinomial(int(n_batch), p, size=simulations)
+    return divergence_rows(name, reference, batch, smoothing=smoothing)
+
+
+@dataclass(frozen=True)
+class BridgeNull:
+    """Simulated limit of sqrt(n m / (n + m)) * W1 under no drift, for one reference column."""
+
+    values: np.ndarray  # sorted simulated values of the integral of |B(F(x))| dx
+    n_reference: int
+
+    def _scale(self, n_batch: int) -> float:
+        m = self.n_reference
+        return float(np.sqrt((n_batch + m) / (n_batch * m)))
+
+    def p_value(self, distance: float, n_batch: int) -> float:
+        x = distance / self._scale(n_batch)
+        above = len(self.values) - np.searchsorted(self.values, x, side="left")
+        if above > 0:
+            return float((above + 1) / (len(self.values) + 1))
+        # Beyond every simulation: the integral of |B| has Gaussian tails; fit them.
+        mean, sd = float(self.values.mean()), float(self.values.std(ddof=1))
+        return float(min(stats.norm.sf(x, mean, sd), 1 / (len(self.values) + 1)))
+
+    def threshold(self, alpha: float, n_batch: int) -> float:
+        return float(np.quantile(self.values, 1 - alpha)) * self._scale(n_batch)
+
+    def mean(self, n_batch: int) -> float:
+        """W1's mean under no drift for a batch of n_batch values."""
+        return float(self.values.mean()) * self._scale(n_batch)
+
+
+def wasserstein_null(
+    support: np.ndarray,
+    support_counts: np.ndarray,
+    *,
+    simulations: int = DEFAULT_SIMULATIONS,
+    seed: int = 0,
+) -> BridgeNull:
+    """The Brownian-bridge null of W1 on a reference support (cached per support)."""
+    u = np.asarray(support, dtype=np.float64)
+    c = np.asarray(support_counts, dtype=np.int64)
+    return _wasserstein_null(u.tobytes(), c.tobytes(), len(u), simulations, seed)
+
+
+@lru_cache(maxsize=1024)
+def _wasserstein_null(
+    support_bytes: bytes, counts_bytes: bytes, size: int, simulations: int, seed: int
+) -> BridgeNull:
+    u = np.frombuffer(support_bytes, dtype=np.float64, count=size)
+    c = np.frombuffer(counts_bytes, dtype=np.int64, count=size)
+    m = int(c.sum())
+    levels = np.cumsum(c)[:-1] / m  # F_r on [u_j, u_{j+1})
+    widths = np.diff(u)
+    if len(levels) > BRIDGE_GRID:
+        # Coarsen: group consecutive intervals into BRIDGE_GRID groups of equal CDF mass;
+        # within a group the bridge moves little, so one level per group keeps the integral.
+        group = np.minimum((levels * BRIDGE_GRID).astype(np.int64), BRIDGE_GRID - 1)
+        weight = np.bincount(group, weights=widths, minlength=BRIDGE_GRID)
+        level = np.bincount(group, weights=widths * levels, minlength=BRIDGE_GRID)
+        keep = weight > 0
+        levels, widths = level[keep] / weight[keep], weight[keep]
+    rng = np.random.default_rng([seed, m, size])
+    if len(levels) == 0:
+        return BridgeNull(np.zeros(simulations), m)
+    # B(t) = W(t) - t W(1) at the sorted levels, from independent Gaussian increments.
+    steps = np.diff(np.concatenate(([0.0], levels, [1.0])))
+    walk = np.cumsum(rng.standard_normal((simulations, len(steps))) * np.sqrt(steps), axis=1)
+    bridge = walk[:, :-1] - levels * walk[:, -1:]
+    values = np.sort(np.abs(bridge) @ widths)
+    return BridgeNull(values, m)
