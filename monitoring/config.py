@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.errors import ConfigError
+from monitoring.stats.multiple_testing import CORRECTIONS
 from monitoring.stats.registry import CATEGORICAL, METHODS, NUMERICAL
 
 TASKS = ("classification", "regression")
+DECISION_MODES = ("calibrated", "fixed")
+MULTIVARIATE_METHODS = ("reconstruction", "mmd")
 
 
 def _fail(key: str, requirement: str, value: object) -> ConfigError:
@@ -66,6 +69,19 @@ class DriftConfig:
     max_support: int = 200_000
     anomaly_flag_rate: float = 0.01
     seed: int = 0
+    decision_mode: str = "calibrated"
+    alpha: float = 0.05
+    correction: str = "holm"
+    simulations: int = 2000
+    numerical_effect: str = "wasserstein_scaled"
+    min_effect_numerical: float = 0.075
+    categorical_effect: str = "tvd"
+    min_effect_categorical: float = 0.05
+    multivariate: tuple[str, ...] = ("reconstruction",)
+    multivariate_variance: float = 0.65
+    min_effect_multivariate: float = 0.1
+    mmd_max_samples: int = 2000
+    mmd_permutations: int = 200
 
     def __post_init__(self) -> None:
         _check_int("drift.bins", self.bins, 2)
@@ -79,6 +95,32 @@ class DriftConfig:
             raise _fail("drift.smoothing", "a number >= 0", self.smoothing)
         _check_fraction("drift.missing_rate_threshold", self.missing_rate_threshold)
         _check_fraction("drift.anomaly_flag_rate", self.anomaly_flag_rate)
+        _check_fraction("drift.alpha", self.alpha)
+        _check_fraction("drift.multivariate_variance", self.multivariate_variance)
+        _check_int("drift.simulations", self.simulations, 100)
+        _check_int("drift.mmd_max_samples", self.mmd_max_samples, 10)
+        _check_int("drift.mmd_permutations", self.mmd_permutations, 1)
+        if self.decision_mode not in DECISION_MODES:
+            raise _fail(
+                "drift.decision_mode", f"one of {', '.join(DECISION_MODES)}", self.decision_mode
+            )
+        if self.correction not in CORRECTIONS:
+            raise _fail("drift.correction", f"one of {', '.join(CORRECTIONS)}", self.correction)
+        for key in ("min_effect_numerical", "min_effect_categorical", "min_effect_multivariate"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise _fail(f"drift.{key}", "a number >= 0", value)
+        object.__setattr__(self, "multivariate", tuple(self.multivariate))
+        for name in self.multivariate:
+            if name not in MULTIVARIATE_METHODS:
+                raise _fail(
+                    "drift.multivariate", f"a list of {', '.join(MULTIVARIATE_METHODS)}", name
+                )
+        _check_methods("drift.numerical_effect", (self.numerical_effect,), NUMERICAL)
+        _check_methods("drift.categorical_effect", (self.categorical_effect,), CATEGORICAL)
+        for key in ("numerical_effect", "categorical_effect"):
+            if METHODS[getattr(self, key)].kind != "distance":
+                raise _fail(f"drift.{key}", "a distance method (not a test)", getattr(self, key))
         object.__setattr__(self, "numerical_methods", tuple(self.numerical_methods))
         object.__setattr__(self, "categorical_methods", tuple(self.categorical_methods))
         _check_methods("drift.numerical_methods", self.numerical_methods, NUMERICAL)
@@ -98,12 +140,28 @@ class DriftConfig:
         return float(self.thresholds.get(method, METHODS[method].default_threshold))
 
     def methods_for(self, feature_type: str) -> tuple[str, ...]:
-        """Methods computed for a feature type, the decision method always included."""
+        """Methods computed for a feature type, the decision (and effect) methods included."""
         if feature_type == NUMERICAL:
             names, decision = self.numerical_methods, self.numerical_decision
         else:
             names, decision = self.categorical_methods, self.categorical_decision
-        return names if decision in names else (*names, decision)
+        wanted = [decision]
+        if self.calibrated:
+            wanted.append(self.effect_for(feature_type))
+        return tuple(dict.fromkeys((*names, *wanted)))
+
+    @property
+    def calibrated(self) -> bool:
+        return self.decision_mode == "calibrated"
+
+    def effect_for(self, feature_type: str) -> str:
+        """The distance whose value is the feature's effect size."""
+        return self.numerical_effect if feature_type == NUMERICAL else self.categorical_effect
+
+    def min_effect_for(self, feature_type: str) -> float:
+        if feature_type == NUMERICAL:
+            return float(self.min_effect_numerical)
+        return float(self.min_effect_categorical)
 
     def decision_for(self, feature_type: str) -> str:
         return self.numerical_decision if feature_type == NUMERICAL else self.categorical_decision

@@ -1,22 +1,40 @@
 """Compare a batch profile with its reference: a score per method, a decision per column.
 
-A column is drifted when its decision method (configured per feature type) crosses its
-threshold, or when its missing rate moved by more than `drift.missing_rate_threshold`.
+Calibrated mode (`drift.decision_mode = "calibrated"`, the default), see docs/statistics.md:
+
+- every distance gets a p-value and a threshold calibrated at the batch's size
+  (`stats.calibration`); tests keep their own p-value, with threshold alpha;
+- a column's hypotheses are its decision method's p-value and, where either side has
+  missing values, a two-proportion test of the missing rate;
+- within each role (input features together with the multivariate tests; prediction
+  columns; target) the p-values are adjusted for multiple testing (`drift.correction`);
+- a column drifted when its decision hypothesis is rejected *and* its effect size (a
+  distance in interpretable units) reaches the minimum effect, or when its missing-rate
+  hypothesis is rejected and the rate moved by more than `drift.missing_rate_threshold`.
+
+Fixed mode: a column drifted when its decision method crosses a fixed threshold, or its
+missing rate moved by more than `drift.missing_rate_threshold`; no correction.
 Input features, the prediction and the target are decided apart: `dataset_drift` speaks
 for the input features only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from monitoring.config import DriftConfig
+from monitoring.multivariate import DatasetDrift
 from monitoring.profile import BatchProfile, NumericalSummary, Summary
-from monitoring.reference import NumericalProfile, Profile
-from monitoring.stats.registry import Comparison, get_method
+from monitoring.reference import FEATURE, PREDICTION, TARGET, NumericalProfile, Profile
+from monitoring.stats.calibration import histogram_nulls, wasserstein_null
+from monitoring.stats.multiple_testing import adjust_p_values
+from monitoring.stats.registry import Comparison, MethodResult, MethodSpec, get_method
 
 MISSING_METHOD = "missing_delta"
 DRIFT_TABLE_COLUMNS = [
@@ -42,6 +60,7 @@ class MethodScore:
     threshold: float
     drifted: bool
     error_bound: float | None = None
+    null_mean: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,26 @@ class ColumnDrift:
     reference_counts: np.ndarray
     batch_counts: np.ndarray
     bin_labels: tuple[str, ...]
+    effect_method: str | None = None
+    min_effect: float | None = None
+    adjusted_p_value: float | None = None
+    significant: bool | None = None
+
+    @property
+    def p_value(self) -> float | None:
+        """The decision method's (unadjusted) p-value."""
+        score = self.decision_score
+        return None if score is None else score.p_value
+
+    @property
+    def effect(self) -> float | None:
+        """The effect size (calibrated mode only): the effect method's statistic less its
+        mean under no drift at this batch size, floored at 0, so that sampling noise alone
+        gives about 0 at any n and the value reads in the statistic's own units."""
+        score = self.score(self.effect_method) if self.effect_method else None
+        if score is None:
+            return None
+        return max(score.statistic - (score.null_mean or 0.0), 0.0)
 
     def score(self, method: str) -> MethodScore | None:
         return next((s for s in self.scores if s.method == method), None)
@@ -108,6 +147,11 @@ def compare_column(
         for name in config.methods_for(profile.kind):
             spec = get_method(name)
             result = spec.compute(comparison)
+            if config.calibrated:
+                scores.append(
+                    _calibrated_score(spec, result, profile, summary.n, config, smoothing)
+                )
+                continue
             threshold = config.threshold(name)
             scores.append(
                 MethodScore(
@@ -120,8 +164,11 @@ def compare_column(
                 )
             )
     missing_threshold = config.missing_rate_threshold
+    missing_p = _missing_p_value(profile.n_missing, profile.n, summary.n_missing, summary.n)
     scores.append(
-        MethodScore(MISSING_METHOD, delta, None, missing_threshold, abs(delta) > missing_threshold)
+        MethodScore(
+            MISSING_METHOD, delta, missing_p, missing_threshold, abs(delta) > missing_threshold
+        )
     )
     decision = config.decision_for(profile.kind)
     decided = next((s.drifted for s in scores if s.method == decision), False)
@@ -142,20 +189,136 @@ def compare_column(
         reference_counts=profile.counts,
         batch_counts=summary.counts.copy(),
         bin_labels=bin_labels(profile),
+        effect_method=config.effect_for(profile.kind) if config.calibrated else None,
+        min_effect=config.min_effect_for(profile.kind) if config.calibrated else None,
     )
 
 
-def compare(profile: BatchProfile, config: DriftConfig) -> tuple[ColumnDrift, ...]:
-    """Every column of the profile compared, in schema order (input features first)."""
+def _calibrated_score(
+    spec: MethodSpec,
+    result: MethodResult,
+    profile: Profile,
+    n: int,
+    config: DriftConfig,
+    smoothing: float,
+) -> MethodScore:
+    """A method's score with its p-value and threshold calibrated at the batch's size n."""
+    alpha = config.alpha
+    null_mean: float | None = None
+    if spec.null == "own":
+        p_value, threshold = result.p_value, alpha
+    elif spec.null == "bridge":
+        assert isinstance(profile, NumericalProfile)
+        null = wasserstein_null(
+            profile.support,
+            profile.support_counts,
+            simulations=config.simulations,
+            seed=config.seed,
+        )
+        scale = profile.std if spec.name == "wasserstein_scaled" and profile.std else 1.0
+        p_value = null.p_value(result.statistic * scale, n)
+        threshold = null.threshold(alpha, n) / scale
+        null_mean = null.mean(n) / scale
+    else:
+        fit = histogram_nulls(
+            profile.counts, n, smoothing=smoothing, simulations=config.simulations, seed=config.seed
+        )[spec.name]
+        p_value, threshold, null_mean = (
+            fit.p_value(result.statistic),
+            fit.threshold(alpha),
+            fit.mean,
+        )
+    drifted = p_value is not None and p_value < alpha
+    return MethodScore(
+        spec.name, result.statistic, p_value, threshold, drifted, result.error_bound, null_mean
+    )
+
+
+def _missing_p_value(
+    ref_missing: int, ref_present: int, missing: int, present: int
+) -> float | None:
+    """Two-sided two-proportion z-test of the missing rate; None when nothing is missing."""
+    if ref_missing == 0 and missing == 0:
+        return None
+    n1, n2 = ref_missing + ref_present, missing + present
+    if n1 == 0 or n2 == 0:
+        return None
+    pooled = (ref_missing + missing) / (n1 + n2)
+    spread = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if spread == 0:
+        return 1.0
+    z = (missing / n2 - ref_missing / n1) / spread
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def compare(
+    profile: BatchProfile, config: DriftConfig, dataset: Sequence[DatasetDrift] = ()
+) -> tuple[tuple[ColumnDrift, ...], tuple[DatasetDrift, ...]]:
+    """Every column of the profile compared, in schema order (input features first), and
+    the batch-level `dataset` tests decided together with the input features."""
     reference = profile.reference
     order = {c: i for i, c in enumerate(reference.schema.columns)}
     columns = sorted(profile.columns, key=lambda c: order.get(c, len(order)))
-    return tuple(
+    compared = tuple(
         compare_column(
             reference.profiles[c], profile.columns[c], config, smoothing=reference.smoothing
         )
         for c in columns
     )
+    if not config.calibrated:
+        return compared, tuple(dataset)
+    return decide(compared, tuple(dataset), config)
+
+
+def decide(
+    columns: tuple[ColumnDrift, ...], dataset: tuple[DatasetDrift, ...], config: DriftConfig
+) -> tuple[tuple[ColumnDrift, ...], tuple[DatasetDrift, ...]]:
+    """Multiple-testing control per role, then the effect-size gate (calibrated mode)."""
+    decided: dict[int, ColumnDrift] = {}
+    dataset_out = list(dataset)
+    for role in (FEATURE, PREDICTION, TARGET):
+        members = [i for i, c in enumerate(columns) if c.role == role]
+        hypotheses: list[tuple[str, int, float]] = []
+        for i in members:
+            c = columns[i]
+            if c.p_value is not None:
+                hypotheses.append(("decision", i, c.p_value))
+            missing = c.score(MISSING_METHOD)
+            if missing is not None and missing.p_value is not None:
+                hypotheses.append(("missing", i, missing.p_value))
+        if role == FEATURE:
+            hypotheses += [("dataset", j, d.p_value) for j, d in enumerate(dataset)]
+        adjusted = adjust_p_values([h[2] for h in hypotheses], config.correction)
+        rejected = {
+            (h[0], h[1]): (float(a), a < config.alpha)
+            for h, a in zip(hypotheses, adjusted, strict=True)
+        }
+        for i in members:
+            c = columns[i]
+            adjusted_p, significant = rejected.get(("decision", i), (None, False))
+            effect = c.effect
+            big_enough = effect is not None and c.min_effect is not None and effect >= c.min_effect
+            missing = c.score(MISSING_METHOD)
+            missing_drift = bool(
+                rejected.get(("missing", i), (None, False))[1]
+                and missing is not None
+                and abs(missing.statistic) > missing.threshold
+            )
+            decided[i] = dataclasses.replace(
+                c,
+                adjusted_p_value=adjusted_p,
+                significant=significant,
+                drifted=bool((significant and big_enough) or missing_drift),
+            )
+        if role == FEATURE:
+            for j, d in enumerate(dataset):
+                adjusted_p, significant = rejected[("dataset", j)]
+                dataset_out[j] = dataclasses.replace(
+                    d,
+                    significant=significant,
+                    drifted=significant and abs(d.effect) >= d.min_effect,
+                )
+    return tuple(decided.get(i, c) for i, c in enumerate(columns)), tuple(dataset_out)
 
 
 def drift_table(columns: tuple[ColumnDrift, ...]) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from monitoring.config import MonitoringConfig
 from monitoring.drift import compare
 from monitoring.errors import EmptyBatchError, InvalidValueError
 from monitoring.model import load_model, model_classes, predict_frame
+from monitoring.multivariate import DatasetDrift, MultivariatePass
 from monitoring.performance import (
     ClassificationMetrics,
     RegressionMetrics,
@@ -126,6 +127,7 @@ class _Pass:
         self.time_min: Any = None
         self.time_max: Any = None
         self.warnings: list[str] = []
+        self.multivariate = MultivariatePass(reference, config.drift)
 
     def start(self, chunk: pd.DataFrame) -> None:
         """Decide, from the first chunk, where predictions come from."""
@@ -211,6 +213,7 @@ class _Pass:
                 codes[column] = label_codes(chunk[column], profile.vocabulary)
         self._check_labels(chunk, values)
         self.profile.update(values, codes, len(chunk))
+        self.multivariate.update(values)
         errors = self._update_performance(chunk, values)
         if errors is not None:
             self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
@@ -334,6 +337,7 @@ def evaluate(
     params: Mapping[str, object] | None = None,
     progress: Callable[[int], None] | None = None,
     ignored_samples: Sequence[str] = (),
+    dataset_tests: Sequence[DatasetDrift] = (),
 ) -> BatchReport:
     """Evaluate `batch` against `reference` (a fitted Reference, or data to fit one from).
 
@@ -342,7 +346,9 @@ def evaluate(
     `params` apply to a SQL batch. The column roles given here override the config's and
     matter only when the reference is fitted here. `ignored_samples` (ids, or row numbers
     without an id column) are left out of a second set of performance metrics, reported as
-    `<metric>_excl_ignored` beside the full ones.
+    `<metric>_excl_ignored` beside the full ones. `dataset_tests` are batch-level tests
+    computed elsewhere (`monitoring.embedding_drift`): decided with the input features
+    (multiple-testing control included) and logged as `drift/dataset/<method>`.
     """
     started = time.perf_counter()
     config = _with_roles(
@@ -365,8 +371,9 @@ def evaluate(
                 progress(state.offset)
     if state.offset == 0:
         raise EmptyBatchError(f"batch {source.describe()} has no rows")
-    columns = compare(state.profile, config.drift)
-    warnings = list(state.warnings) + _data_warnings(columns)
+    tests = (*state.multivariate.result(), *dataset_tests)
+    columns, dataset = compare(state.profile, config.drift, tests)
+    warnings = list(state.warnings) + state.multivariate.warnings + _data_warnings(columns)
     performance = state.performance.result() if state.performance is not None else {}
     if state.performance_kept is not None:
         kept = state.performance_kept.result()
@@ -380,6 +387,7 @@ def evaluate(
     return BatchReport(
         reference=reference,
         columns=columns,
+        multivariate=dataset,
         n_rows=state.offset,
         performance=performance,
         worst_samples=state.worst.result(),

@@ -28,6 +28,7 @@ from monitoring.stats.histogram import bin_counts, quantile_edges
 
 if TYPE_CHECKING:
     from monitoring.anomaly import AnomalyModel
+    from monitoring.multivariate import ReconstructionModel
 
 FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
 MISSING_KEY = "\x00missing"  # stands for a missing value among category keys
@@ -93,6 +94,7 @@ class Reference:
     notes: tuple[str, ...] = ()
     id: str = ""
     anomaly: AnomalyModel | None = None
+    multivariate: ReconstructionModel | None = None
 
     def profile(self, column: str) -> Profile:
         return self.profiles[column]
@@ -114,6 +116,8 @@ class Reference:
         h.update(json.dumps(meta, sort_keys=True).encode())
         if self.anomaly is not None:
             h.update(json.dumps(self.anomaly.to_dict(), sort_keys=True).encode())
+        if self.multivariate is not None:
+            h.update(json.dumps(self.multivariate.to_dict(), sort_keys=True).encode())
         for column in sorted(self.profiles):
             p = self.profiles[column]
             h.update(f"{column}|{p.role}|{p.kind}|{p.n}|{p.n_missing}".encode())
@@ -439,6 +443,7 @@ def _assemble(
         source=source,
         notes=tuple(notes),
         anomaly=_anomaly_model(profiles, sample, drift, notes),
+        multivariate=_multivariate_model(profiles, sample, drift, notes),
     )
     return dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
 
@@ -466,3 +471,28 @@ def _anomaly_model(
         flag_rate=drift.anomaly_flag_rate,
         smoothing=drift.smoothing,
     )
+
+
+def _multivariate_model(
+    profiles: Mapping[str, Profile],
+    sample: pd.DataFrame | None,
+    drift: DriftConfig,
+    notes: list[str],
+) -> ReconstructionModel | None:
+    """The reconstruction model of the numeric inputs, fitted and calibrated on the sample."""
+    from monitoring.multivariate import fit_reconstruction
+
+    numeric = {
+        c: p for c, p in profiles.items() if p.role == FEATURE and isinstance(p, NumericalProfile)
+    }
+    model = None
+    if sample is not None:
+        model = fit_reconstruction(
+            numeric, sample, variance=drift.multivariate_variance, seed=drift.seed
+        )
+    if model is None:
+        notes.append(
+            "no multivariate drift test: it needs at least 2 numeric input features and "
+            "20 reference rows"
+        )
+    return model

@@ -12,6 +12,7 @@ import numpy as np
 
 from monitoring.anomaly import AnomalyModel
 from monitoring.errors import NotFittedError
+from monitoring.multivariate import ReconstructionModel
 from monitoring.reference import CategoricalProfile, NumericalProfile, Profile, Reference
 from monitoring.schema import Schema
 
@@ -60,6 +61,9 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "notes": list(reference.notes),
         "profiles": profiles,
         "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
+        "multivariate": (
+            reference.multivariate.to_dict() if reference.multivariate is not None else None
+        ),
     }
     (out / JSON_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     np.savez_compressed(out / ARRAYS_NAME, **arrays)
@@ -113,6 +117,11 @@ def load_reference_files(folder: str | Path) -> Reference:
         notes=tuple(meta["notes"]),
         id=meta["id"],
         anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
+        multivariate=(
+            ReconstructionModel.from_dict(meta["multivariate"])
+            if meta.get("multivariate")
+            else None
+        ),
     )
     if reference.digest() != reference.id:
         raise NotFittedError(f"reference files in {source} do not match their id {reference.id}")

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from monitoring.drift import ColumnDrift, drift_table
+from monitoring.multivariate import DatasetDrift
 from monitoring.reference import FEATURE, PREDICTION, TARGET, Reference
 
 STATUS_OK, STATUS_DRIFT, STATUS_ALERT = "ok", "drift", "alert"
@@ -36,6 +37,7 @@ class BatchReport:
     seconds: float = 0.0
     alerts: tuple[str, ...] = ()
     segments: pd.DataFrame | None = None
+    multivariate: tuple[DatasetDrift, ...] = ()
 
     @property
     def reference_id(self) -> str:
@@ -51,8 +53,9 @@ class BatchReport:
 
     @property
     def dataset_drift(self) -> bool:
-        """Whether any input feature drifted (prediction and target are kept apart)."""
-        return bool(self._role_drift(FEATURE))
+        """Whether any input feature, or a multivariate test of the inputs, drifted
+        (prediction and target are kept apart)."""
+        return bool(self._role_drift(FEATURE)) or any(d.drifted for d in self.multivariate)
 
     @property
     def prediction_drift(self) -> bool | None:

@@ -20,6 +20,8 @@ def decision_rows(report: BatchReport) -> pd.DataFrame:
                 "method": c.decision_method,
                 "statistic": score.statistic if score else float("nan"),
                 "threshold": score.threshold if score else float("nan"),
+                "p_adjusted": _number(c.adjusted_p_value),
+                "effect": _number(c.effect),
                 "missing": c.missing_rate,
                 "drifted": "DRIFT" if c.drifted else "ok",
             }
@@ -27,10 +29,24 @@ def decision_rows(report: BatchReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def dataset_lines(report: BatchReport) -> list[str]:
+    """One line per multivariate test of the inputs."""
+    return [
+        f"{d.method}: statistic {d.statistic:.4g} (threshold {d.threshold:.4g}), "
+        f"p {d.p_value:.3g}, effect {d.effect:.3g} -> {'DRIFT' if d.drifted else 'ok'}"
+        for d in report.multivariate
+    ]
+
+
 def terminal_table(report: BatchReport) -> str:
-    """The per-column table the CLI prints."""
+    """The per-column table the CLI prints, then the multivariate tests."""
     table = decision_rows(report)
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return "\n".join([text, *dataset_lines(report)])
 
 
 def markdown_summary(report: BatchReport, *, title: str) -> str:
@@ -57,17 +73,19 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
             f"{k} {v:.4g}" for k, v in report.performance.items() if not k.startswith("n_")
         )
         lines.append(f"- Performance: {shown}")
+    for line in dataset_lines(report):
+        lines.append(f"- Multivariate {line}")
     for warning in report.warnings:
         lines.append(f"- ⚠ {warning}")
     lines += [
         "",
-        "| column | role | method | statistic | threshold | verdict |",
-        "|---|---|---|---|---|---|",
+        "| column | role | method | statistic | threshold | adjusted p | effect | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in decision_rows(report).itertuples():
         lines.append(
             f"| {row.column} | {row.role} | {row.method} | {row.statistic:.4g} | "
-            f"{row.threshold:.4g} | {row.drifted} |"
+            f"{row.threshold:.4g} | {row.p_adjusted:.3g} | {row.effect:.3g} | {row.drifted} |"
         )
     lines += ["", "Artifacts: `drift.csv`, `worst_samples.csv`, `profile.json`, `plots/`."]
     return "\n".join(lines)

@@ -150,7 +150,9 @@ def test_demo_runs_end_to_end(tracking_uri, tmp_path):
     table = run_demo(workdir=tmp_path / "demo", days=10, rows_per_day=400, echo=lambda _: None)
     assert list(table["batch"]) == [f"day-{d:02d}" for d in range(1, 11)]
     assert table.loc[table["batch"] == "day-03", "model_run"].item() == "yes"
-    assert table["status"].iloc[:5].eq("ok").all()  # before the drift starts
+    # Before the drift starts no input feature drifts (label drift may: the demo's default
+    # rate varies from day to day, and 400-row days are enough to see it).
+    assert table["drifted"].iloc[:5].eq("-").all()
     assert table["status"].iloc[-1] == "alert"  # drifted in 3 of the last 3 batches
     client = MlflowClient(tracking_uri)
     version = client.get_model_version("credit-default", "1")

@@ -64,8 +64,12 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
             out[f"{prefix}/{s.method}"] = s.statistic
             if s.p_value is not None:
                 out[f"{prefix}/{s.method}_pvalue"] = s.p_value
-            if s.method == c.decision_method:
+            if s.method == c.decision_method or c.effect_method is not None:
                 out[f"{prefix}/{s.method}_threshold"] = s.threshold
+        if c.adjusted_p_value is not None:
+            out[f"{prefix}/adjusted_pvalue"] = c.adjusted_p_value
+        if c.effect is not None:
+            out[f"{prefix}/effect"] = c.effect
         out[f"{prefix}/drifted"] = float(c.drifted)
         out[f"{prefix}/missing_rate"] = c.missing_rate
         if c.unseen_rate is not None:
@@ -75,6 +79,12 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
     out["drift/dataset/drift"] = float(report.dataset_drift)
     out["drift/dataset/n_drifted"] = float(drifted)
     out["drift/dataset/share_drifted"] = drifted / len(features) if features else 0.0
+    for d in report.multivariate:
+        out[f"drift/dataset/{d.method}"] = d.statistic
+        out[f"drift/dataset/{d.method}_pvalue"] = d.p_value
+        out[f"drift/dataset/{d.method}_threshold"] = d.threshold
+        out[f"drift/dataset/{d.method}_effect"] = d.effect
+        out[f"drift/dataset/{d.method}_drifted"] = float(d.drifted)
     if report.prediction_drift is not None:
         out["drift/dataset/prediction_drift"] = float(report.prediction_drift)
     if report.target_drift is not None:
