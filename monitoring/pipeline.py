@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ import pandas as pd
 from monitoring.config import MonitoringConfig
 from monitoring.errors import TrackingError
 from monitoring.evaluation import evaluate, fit_reference
+from monitoring.multivariate import DatasetDrift
 from monitoring.reference import Reference
 from monitoring.report import BatchReport
 from monitoring.sources import Source
@@ -90,6 +91,7 @@ def evaluate_and_log(
     client: MlflowClient | None = None,
     run_id: str | None = None,
     progress: Callable[[int], None] | None = None,
+    dataset_tests: Sequence[DatasetDrift] = (),
 ) -> LoggedEvaluation:
     """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
 
@@ -98,6 +100,8 @@ def evaluate_and_log(
     existing run (the one `mlflow run` created) instead of a new one. With `replace`, the
     samples that notes marked anomaly-ignore on the replaced run are left out of a second
     set of performance metrics (`perf/<metric>_excl_ignored`), and its notes carry over.
+    `dataset_tests` (such as `monitoring.embedding_drift`) join the batch verdict and are
+    logged as `drift/dataset/<method>`.
     """
     config = config or MonitoringConfig()
     uri = resolve_tracking_uri(config.tracking.uri)
@@ -122,6 +126,7 @@ def evaluate_and_log(
         params=params,
         progress=progress,
         ignored_samples=ignored,
+        dataset_tests=dataset_tests,
     )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
     alerts = alerts_for_batch(
