@@ -13,7 +13,8 @@ Calibrated mode (`drift.decision_mode = "calibrated"`, the default), see docs/st
   hypothesis is rejected and the rate moved by more than `drift.missing_rate_threshold`.
 
 Fixed mode: a column drifted when its decision method crosses a fixed threshold, or its
-missing rate moved by more than `drift.missing_rate_threshold`; no correction.
+missing rate moved by more than `drift.missing_rate_threshold`; no correction; each
+multivariate test is decided alone at alpha (with its minimum effect).
 Input features, the prediction and the target are decided apart: `dataset_drift` speaks
 for the input features only.
 """
@@ -266,7 +267,16 @@ def compare(
         for c in columns
     )
     if not config.calibrated:
-        return compared, tuple(dataset)
+        # Rules of thumb per feature; each multivariate test alone at alpha.
+        alone = tuple(
+            dataclasses.replace(
+                d,
+                significant=d.p_value < config.alpha,
+                drifted=bool(d.p_value < config.alpha and abs(d.effect) >= d.min_effect),
+            )
+            for d in dataset
+        )
+        return compared, alone
     return decide(compared, tuple(dataset), config)
 
 

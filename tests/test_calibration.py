@@ -207,6 +207,12 @@ def test_fixed_mode_keeps_the_rule_of_thumb(reference):
     assert psi.threshold == 0.2 and psi.p_value is None
     assert report.drifted_features == []  # PSI of a 0.3 sd shift is about 0.09 < 0.2
     assert report.multivariate == ()
+    # The multivariate test still decides, alone at alpha, when it is configured.
+    fixed = MonitoringConfig(drift=DriftConfig(decision_mode="fixed"))
+    flat = monitoring.evaluate(
+        _frame(5_000, np.random.default_rng(6), rho=0.0), reference, config=fixed
+    )
+    assert flat.multivariate[0].drifted and flat.dataset_drift
 
 
 def test_reconstruction_model_round_trips_and_streams(reference):
