@@ -268,15 +268,7 @@ def compare(
     )
     if not config.calibrated:
         # Rules of thumb per feature; each multivariate test alone at alpha.
-        alone = tuple(
-            dataclasses.replace(
-                d,
-                significant=d.p_value < config.alpha,
-                drifted=bool(d.p_value < config.alpha and abs(d.effect) >= d.min_effect),
-            )
-            for d in dataset
-        )
-        return compared, alone
+        return compared, tuple(d.decided(d.p_value < config.alpha) for d in dataset)
     return decide(compared, tuple(dataset), config)
 
 
@@ -322,12 +314,7 @@ def decide(
             )
         if role == FEATURE:
             for j, d in enumerate(dataset):
-                adjusted_p, significant = rejected[("dataset", j)]
-                dataset_out[j] = dataclasses.replace(
-                    d,
-                    significant=significant,
-                    drifted=significant and abs(d.effect) >= d.min_effect,
-                )
+                dataset_out[j] = d.decided(rejected[("dataset", j)][1])
     return tuple(decided.get(i, c) for i, c in enumerate(columns)), tuple(dataset_out)
 
 

@@ -30,6 +30,7 @@ Categorical features are not part of either (their marginals are tested one by o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,19 +79,22 @@ class ReconstructionModel:
         residual = z - (z @ self.components) @ self.components.T
         return np.einsum("ij,ij->i", residual, residual)
 
-    def test(self, error_sum: float, n: int) -> tuple[float, float, float, float]:
-        """(mean error, two-sided p-value, effect size, upper threshold at `alpha`=0.05)."""
+    def _spread(self, n: int) -> float:
+        """Standard error of a batch's mean error minus mu, under no drift."""
+        return float(self.error_std * np.sqrt(1.0 / n + 1.0 / self.n_calibration))
+
+    def test(self, error_sum: float, n: int) -> tuple[float, float, float]:
+        """(mean error, two-sided p-value, effect size) of a batch of n rows."""
         mean = error_sum / n
-        spread = self.error_std * np.sqrt(1.0 / n + 1.0 / self.n_calibration)
+        spread = self._spread(n)
         z = (mean - self.error_mean) / spread if spread > 0 else 0.0
         p_value = float(2 * stats.norm.sf(abs(z)))
         effect = (mean - self.error_mean) / self.error_std if self.error_std > 0 else 0.0
-        return float(mean), p_value, float(effect), float(spread)
+        return float(mean), p_value, float(effect)
 
     def threshold(self, n: int, alpha: float) -> float:
         """Mean error above which a batch of n rows is significantly worse (two-sided alpha)."""
-        spread = self.error_std * np.sqrt(1.0 / n + 1.0 / self.n_calibration)
-        return float(self.error_mean + stats.norm.isf(alpha / 2) * spread)
+        return float(self.error_mean + stats.norm.isf(alpha / 2) * self._spread(n))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,29 +182,19 @@ def fit_reconstruction(
     k = int(np.searchsorted(share, variance) + 1)
     k = min(k, len(columns) - 1)  # keep at least one direction to miss
     components = vt[:k].T
-    fitted = ReconstructionModel(
-        columns=columns,
-        grid_x=staged.grid_x,
-        grid_z=staged.grid_z,
-        center=center,
-        components=components,
-        explained=float(share[k - 1]),
-        error_mean=0.0,
-        error_std=0.0,
-        n_calibration=0,
+    fitted = dataclasses.replace(
+        staged, center=center, components=components, explained=float(share[k - 1])
     )
     held_out = {c: v[calibration_rows] for c, v in values.items()}
     errors = fitted.errors(held_out)
     sample = fitted.scores({c: v[:MMD_REFERENCE_ROWS] for c, v in held_out.items()})
-    return ReconstructionModel(
-        **{
-            **fitted.__dict__,
-            "error_mean": float(errors.mean()),
-            "error_std": float(errors.std(ddof=1)),
-            "n_calibration": len(errors),
-            # Rounded as stored, so a reloaded reference tests exactly the same rows.
-            "sample": np.round(sample, 4),
-        }
+    return dataclasses.replace(
+        fitted,
+        error_mean=float(errors.mean()),
+        error_std=float(errors.std(ddof=1)),
+        n_calibration=len(errors),
+        # Rounded as stored, so a reloaded reference tests exactly the same rows.
+        sample=np.round(sample, 4),
     )
 
 
@@ -217,6 +211,14 @@ class DatasetDrift:
     n: int
     significant: bool = False
     drifted: bool = False
+
+    def decided(self, significant: bool) -> DatasetDrift:
+        """This test with its verdict: significant, and an effect of at least the minimum."""
+        return dataclasses.replace(
+            self,
+            significant=bool(significant),
+            drifted=bool(significant and abs(self.effect) >= self.min_effect),
+        )
 
 
 class ReconstructionErrors:
@@ -235,7 +237,7 @@ class ReconstructionErrors:
     def result(self, *, alpha: float, min_effect: float) -> DatasetDrift | None:
         if self.n == 0:
             return None
-        mean, p_value, effect, _ = self.model.test(self.total, self.n)
+        mean, p_value, effect = self.model.test(self.total, self.n)
         return DatasetDrift(
             method=RECONSTRUCTION,
             statistic=mean,

@@ -96,11 +96,8 @@ def _histogram_nulls(
     counts_bytes: bytes, k: int, n_batch: int, smoothing: float, simulations: int, seed: int
 ) -> tuple[tuple[str, NullFit], ...]:
     counts = np.frombuffer(counts_bytes, dtype=np.int64, count=k)
-    m = int(counts.sum())
-    p = counts / m
-    rng = np.random.default_rng([seed, m, n_batch, k])
-    reference = rng.multinomial(m, p, size=simulations)
-    batch = rng.multinomial(n_batch, p, size=simulations)
+    rng = np.random.default_rng([seed, int(counts.sum()), n_batch, k])
+    reference, batch = _null_draws(counts, n_batch, simulations, rng)
     return tuple(
         (name, _fit(divergence_rows(name, reference, batch, smoothing=smoothing), name in SQUARED))
         for name in HISTOGRAM_DIVERGENCES
@@ -119,10 +116,18 @@ def simulate_histogram_null(
     """Raw simulated values of one divergence under no drift (for tests and docs)."""
     counts = np.asarray(reference_counts, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    p = counts / counts.sum()
-    reference = rng.multinomial(int(counts.sum()), p, size=simulations)
-    batch = rng.multinomial(int(n_batch), p, size=simulations)
+    reference, batch = _null_draws(counts, int(n_batch), simulations, rng)
     return divergence_rows(name, reference, batch, smoothing=smoothing)
+
+
+def _null_draws(
+    counts: np.ndarray, n_batch: int, simulations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`simulations` (reference, batch) histogram pairs drawn from the reference's
+    proportions, the reference at its own size so that its noise counts too."""
+    m = int(counts.sum())
+    p = counts / m
+    return rng.multinomial(m, p, size=simulations), rng.multinomial(n_batch, p, size=simulations)
 
 
 @dataclass(frozen=True)
