@@ -46,8 +46,27 @@ def label_values(series: pd.Series) -> pd.Series:
     """Values of a categorical column (or class labels) as strings; missing stays NaN.
 
     Whole floats print as integers, so a label column read as 1.0 from one source and
-    1 from another is the same category "1".
+    1 from another is the same category "1". Only the distinct values are converted.
     """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = _distinct_label_values(pd.Series(uniques)).to_numpy(dtype=object)
+    out = np.append(names, np.nan)[np.where(codes < 0, len(names), codes)]
+    return pd.Series(out, index=series.index, dtype=object)
+
+
+def label_categories(series: pd.Series) -> pd.Categorical:
+    """`label_values` as a Categorical: the same strings, hashed once per chunk, so that
+    later lookups (class checks, performance) read integer codes instead of text."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = _distinct_label_values(pd.Series(uniques))
+    # Two values may print alike (1 and 1.0) and inf prints as missing: factorise again.
+    name_codes, categories = pd.factorize(names, use_na_sentinel=True)
+    codes = np.append(name_codes, -1)[codes]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+
+
+def _distinct_label_values(series: pd.Series) -> pd.Series:
+    """`label_values` of a few values, one at a time."""
     if pd.api.types.is_float_dtype(series):
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         finite = np.isfinite(values)
@@ -89,7 +108,7 @@ def label_codes(series: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
     size = len(vocabulary)
     if len(uniques) == 0:
         return np.full(len(series), size + 1, dtype=np.int64)
-    names = label_values(pd.Series(uniques)).astype(str)
+    names = _distinct_label_values(pd.Series(uniques)).astype(str)
     lookup = pd.Index(list(vocabulary)).get_indexer(names)
     lookup = np.where(lookup < 0, size, lookup)
     return np.where(codes < 0, size + 1, lookup[np.maximum(codes, 0)]).astype(np.int64)

@@ -37,10 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from monitoring.columns import numeric_values
 from monitoring.reference import NumericalProfile
+from monitoring.sorted_column import SortedColumn
 
 GRID = 256
 MMD_REFERENCE_ROWS = 2000  # held-out reference rows kept (as scores) for `mmd`
@@ -64,20 +65,32 @@ class ReconstructionModel:
     n_calibration: int
     sample: np.ndarray | None = None  # held-out reference scores, for the MMD test
 
-    def scores(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(rows, d) normal scores of numeric arrays keyed by column (NaN = missing)."""
+    def scores(self, values: Mapping[str, np.ndarray | SortedColumn]) -> np.ndarray:
+        """(rows, d) normal scores of numeric columns keyed by name (NaN = missing, score 0)."""
         out = np.empty((len(values[self.columns[0]]), len(self.columns)))
         for j, column in enumerate(self.columns):
-            x = np.asarray(values[column], dtype=np.float64)
-            z = np.interp(x, self.grid_x[j], self.grid_z[j])
-            out[:, j] = np.where(np.isnan(x), 0.0, z)
-        return out - self.center
+            out[:, j] = self.column_scores(j, values[column])
+        out -= self.center
+        return out
 
-    def errors(self, values: Mapping[str, np.ndarray]) -> np.ndarray:
+    def column_scores(self, j: int, values: np.ndarray | SortedColumn) -> np.ndarray:
+        """Normal scores of column `j` (uncentred); missing values score 0."""
+        if isinstance(values, SortedColumn):
+            return values.interp(self.grid_x[j], self.grid_z[j], missing=0.0)
+        x = np.asarray(values, dtype=np.float64)
+        return np.where(np.isnan(x), 0.0, np.interp(x, self.grid_x[j], self.grid_z[j]))
+
+    def errors(self, values: Mapping[str, np.ndarray | SortedColumn]) -> np.ndarray:
         """Squared reconstruction error of each row."""
-        z = self.scores(values)
-        residual = z - (z @ self.components) @ self.components.T
-        return np.einsum("ij,ij->i", residual, residual)
+        return self.errors_of_scores(self.scores(values))
+
+    def errors_of_scores(self, z: np.ndarray) -> np.ndarray:
+        """Squared reconstruction error of each row of centred scores (`scores`)."""
+        # |z - z C C'|^2 = |z|^2 - |z C|^2 (C has orthonormal columns), without the
+        # (rows, d) residual; clipped at 0 against rounding.
+        projected = z @ self.components
+        total = np.einsum("ij,ij->i", z, z) - np.einsum("ij,ij->i", projected, projected)
+        return np.maximum(total, 0.0)
 
     def _spread(self, n: int) -> float:
         """Standard error of a batch's mean error minus mu, under no drift."""
@@ -88,13 +101,13 @@ class ReconstructionModel:
         mean = error_sum / n
         spread = self._spread(n)
         z = (mean - self.error_mean) / spread if spread > 0 else 0.0
-        p_value = float(2 * stats.norm.sf(abs(z)))
+        p_value = float(2 * special.ndtr(-abs(z)))  # two-sided normal tail
         effect = (mean - self.error_mean) / self.error_std if self.error_std > 0 else 0.0
         return float(mean), p_value, float(effect)
 
     def threshold(self, n: int, alpha: float) -> float:
         """Mean error above which a batch of n rows is significantly worse (two-sided alpha)."""
-        return float(self.error_mean + stats.norm.isf(alpha / 2) * self._spread(n))
+        return float(self.error_mean + -special.ndtri(alpha / 2) * self._spread(n))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,8 +242,9 @@ class ReconstructionErrors:
         self.total = 0.0
         self.n = 0
 
-    def update(self, values: Mapping[str, np.ndarray]) -> None:
-        errors = self.model.errors(values)
+    def update(self, scores: np.ndarray) -> None:
+        """Add one chunk's centred scores (`ReconstructionModel.scores`)."""
+        errors = self.model.errors_of_scores(scores)
         self.total += float(errors.sum())
         self.n += len(errors)
 
@@ -289,11 +303,22 @@ class MultivariatePass:
             else:
                 self.sample = ScoreSample(config.mmd_max_samples, config.seed)
 
-    def update(self, values: Mapping[str, np.ndarray]) -> None:
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The numeric columns whose normal scores the configured tests read."""
+        active = self.errors is not None or self.sample is not None
+        return self.model.columns if active and self.model is not None else ()
+
+    def update(self, values: Mapping[str, np.ndarray | SortedColumn]) -> None:
+        if self.columns:
+            self.update_scores(self.model.scores(values))  # type: ignore[union-attr]
+
+    def update_scores(self, scores: np.ndarray) -> None:
+        """Add one chunk's centred normal scores, (rows, len(columns))."""
         if self.errors is not None:
-            self.errors.update(values)
-        if self.sample is not None and self.model is not None:
-            self.sample.add(self.model.scores(values))
+            self.errors.update(scores)
+        if self.sample is not None:
+            self.sample.add(scores)
 
     def result(self) -> tuple[DatasetDrift, ...]:
         out = []

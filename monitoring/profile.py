@@ -6,13 +6,14 @@ can be merged (`merge`), which is what lets partitions be profiled in parallel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from monitoring.reference import CategoricalProfile, NumericalProfile, Reference
-from monitoring.stats.ecdf import SupportCounts, count_on_support, empty_support_counts
+from monitoring.sorted_column import SortedColumn
+from monitoring.stats.ecdf import SupportCounts, count_sorted_on_support, empty_support_counts
 
 
 @dataclass
@@ -32,15 +33,14 @@ class NumericalSummary:
             empty_support_counts(len(profile.support)),
         )
 
-    def update(self, values: np.ndarray, codes: np.ndarray, profile: NumericalProfile) -> None:
-        """Add values, with their bin codes (`columns.bin_codes`: missing is the last)."""
-        present = values[~np.isnan(values)]
-        tally = np.bincount(codes, minlength=len(self.counts) + 1)
-        self.counts += tally[:-1]
-        self.n_missing += int(tally[-1])
-        self.support = self.support + count_on_support(present, profile.support)
+    def update(self, column: SortedColumn, profile: NumericalProfile) -> None:
+        """Add one chunk's values, sorted once (`sorted_column.SortedColumn`)."""
+        present = column.sorted
+        self.counts += column.bin_counts(profile.edges)
+        self.n_missing += column.n_missing
+        self.support = self.support + count_sorted_on_support(present, profile.support)
         self.total += float(present.sum())
-        self.total_sq += float(np.square(present).sum())
+        self.total_sq += float(np.dot(present, present))
 
     def merge(self, other: NumericalSummary) -> None:
         self.counts += other.counts
@@ -106,16 +106,18 @@ class BatchProfile:
         return cls(reference, columns)
 
     def update(
-        self, values: dict[str, np.ndarray | pd.Series], codes: dict[str, np.ndarray], n_rows: int
+        self,
+        numeric: Mapping[str, SortedColumn],
+        codes: Mapping[str, np.ndarray],
+        n_rows: int,
     ) -> None:
-        """Add one chunk: per profiled column its segment codes (bins or categories, then
-        missing; see `monitoring.columns`) and, for numeric columns, its float values."""
+        """Add one chunk: numeric columns sorted once, and per categorical column its
+        category codes (`columns.label_codes`: unseen, then missing, last)."""
         for column, summary in self.columns.items():
-            if column not in codes:
-                continue
             if isinstance(summary, NumericalSummary):
-                summary.update(values[column], codes[column], self.reference.profiles[column])  # type: ignore[arg-type]
-            else:
+                if column in numeric:
+                    summary.update(numeric[column], self.reference.profiles[column])  # type: ignore[arg-type]
+            elif column in codes:
                 summary.update(codes[column])
         self.n_rows += n_rows
 

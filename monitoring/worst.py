@@ -8,7 +8,7 @@ are computed only for rows that can still enter the top k.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,15 @@ ANOMALY = "anomaly_score"
 ANOMALOUS = "anomalous"
 ANOMALY_FEATURES = "anomaly_features"
 
-Scorer = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray, list[str]]]
-"""rows -> (anomaly scores, anomalous flags, explanations)."""
+
+class Scorer(Protocol):
+    """What ranks tied rows and explains the kept ones (`anomaly.AnomalyModel`)."""
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray: ...
+
+    def is_anomalous(self, scores: np.ndarray) -> np.ndarray: ...
+
+    def explain(self, rows: pd.DataFrame) -> list[str]: ...
 
 
 class WorstSamples:
@@ -35,18 +42,23 @@ class WorstSamples:
         """Offer one chunk: `rows` (the columns to keep) and its per-row error (NaN = none)."""
         if self.k == 0:
             return
-        candidates = rows.reset_index(drop=True).assign(
-            **{ROW: np.arange(offset, offset + len(rows)), ERROR: errors}
-        )
-        keep = candidates[ERROR].notna()
+        errors = np.asarray(errors, dtype=np.float64)
+        keep = ~np.isnan(errors)
         if self._kept is not None and len(self._kept) == self.k:
-            keep &= candidates[ERROR] >= self._kept[ERROR].min()  # others cannot get in
-        candidates = candidates[keep]
-        if candidates.empty:
+            keep &= errors >= self._kept[ERROR].min()  # others cannot get in
+        index = np.flatnonzero(keep)
+        if index.size == 0:
             return
         # Ties at the k-th error are decided by anomaly score: keep every row tied with it.
-        floor = np.sort(candidates[ERROR].to_numpy())[::-1][min(self.k, len(candidates)) - 1]
-        candidates = self._score(candidates[candidates[ERROR] >= floor])
+        offered = errors[index]
+        floor = -np.partition(-offered, min(self.k, index.size) - 1)[min(self.k, index.size) - 1]
+        index = index[offered >= floor]
+        candidates = (
+            rows.iloc[index]
+            .reset_index(drop=True)
+            .assign(**{ROW: offset + index, ERROR: errors[index]})
+        )
+        candidates = self._score(candidates)
         merged = (
             candidates
             if self._kept is None
@@ -57,20 +69,20 @@ class WorstSamples:
     def _score(self, candidates: pd.DataFrame) -> pd.DataFrame:
         if self.scorer is None:
             return candidates
-        scores, flags, explanations = self.scorer(candidates)
-        return candidates.assign(
-            **{ANOMALY: scores, ANOMALOUS: flags, ANOMALY_FEATURES: explanations}
-        )
+        scores = self.scorer.score(candidates)
+        return candidates.assign(**{ANOMALY: scores, ANOMALOUS: self.scorer.is_anomalous(scores)})
 
     def result(self) -> pd.DataFrame:
         """The kept rows in order, with `row` (position in the batch), `error` and, when
-        scored, `anomaly_score`, `anomalous` and `anomaly_features` first."""
+        scored, `anomaly_score`, `anomalous` and `anomaly_features` first. Only the kept
+        rows are explained, once, here."""
         if self._kept is None:
             return pd.DataFrame(columns=[ROW, ERROR])
-        front = [
-            c for c in (ROW, ERROR, ANOMALY, ANOMALOUS, ANOMALY_FEATURES) if c in self._kept.columns
-        ]
-        ordered = self._kept[front + [c for c in self._kept.columns if c not in front]]
+        kept = self._kept
+        if self.scorer is not None:
+            kept = kept.assign(**{ANOMALY_FEATURES: self.scorer.explain(kept)})
+        front = [c for c in (ROW, ERROR, ANOMALY, ANOMALOUS, ANOMALY_FEATURES) if c in kept.columns]
+        ordered = kept[front + [c for c in kept.columns if c not in front]]
         return ordered.reset_index(drop=True)
 
 

@@ -11,11 +11,12 @@ from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
-from monitoring.columns import bin_codes, label_codes
+from monitoring.columns import label_codes
 from monitoring.config import EvaluationConfig
 from monitoring.performance import classification_error
 from monitoring.profile import BatchProfile
 from monitoring.reference_files import load_reference_files, save_reference
+from monitoring.sorted_column import SortedColumn
 
 
 def _config(chunk_size: int = 100_000, worst_k: int = 20) -> MonitoringConfig:
@@ -163,13 +164,9 @@ def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_fram
 
     def profile(frame: pd.DataFrame) -> BatchProfile:
         result = BatchProfile.empty(reference)
-        values = {"x": frame["x"].to_numpy(), "size": frame["size"].to_numpy()}
-        codes = {
-            "x": bin_codes(values["x"], reference.profiles["x"].edges),
-            "size": bin_codes(values["size"], reference.profiles["size"].edges),
-            "color": label_codes(frame["color"], reference.profiles["color"].vocabulary),
-        }
-        result.update(values, codes, len(frame))
+        numeric = {c: SortedColumn(frame[c].to_numpy(dtype=float)) for c in ("x", "size")}
+        codes = {"color": label_codes(frame["color"], reference.profiles["color"].vocabulary)}
+        result.update(numeric, codes, len(frame))
         return result
 
     merged = profile(batch_frame.iloc[:300])

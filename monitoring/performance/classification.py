@@ -69,23 +69,24 @@ def read_labels(
     Returns (codes, missing): codes is -1 on rows whose label is missing (None, NaN,
     pd.NA). A label outside `classes` raises InvalidValueError naming it and its row.
     """
-    text, missing = read_label_text(values, name)
+    if isinstance(values, pd.Categorical):  # already hashed (`columns.label_categories`)
+        codes, uniques = values.codes.astype(np.intp), np.asarray(values.categories, dtype=object)
+    else:
+        # Only the distinct labels are converted and looked up: fast on long chunks.
+        codes, uniques = pd.factorize(_as_1d(values, name), use_na_sentinel=True)
+    missing = codes < 0
+    text, _ = read_label_text(np.asarray(uniques), name)
     names = [str(c) for c in classes]
-    known_classes = np.asarray(names)
-    order = np.argsort(known_classes)
-    sorted_classes = known_classes[order]
-    slot = np.minimum(np.searchsorted(sorted_classes, text), len(sorted_classes) - 1)
-    unknown = np.flatnonzero(sorted_classes[slot] != text)
-    if unknown.size:
-        row = int(np.flatnonzero(~missing)[unknown[0]])
+    lookup = pd.Index(names).get_indexer(text)
+    if (lookup < 0).any():
+        unknown = np.flatnonzero((lookup < 0)[codes] & ~missing)
+        row = int(unknown[0])
         raise InvalidValueError(
-            f"`{name}` has label {str(text[unknown[0]])!r} at position {row} of the chunk, "
+            f"`{name}` has label {str(text[codes[row]])!r} at position {row} of the chunk, "
             f"which is not one of the classes {names} "
             f"({unknown.size} such row(s) in this chunk)"
         )
-    codes = np.full(missing.shape[0], -1, dtype=np.int64)
-    codes[~missing] = order[slot]
-    return codes, missing
+    return np.append(lookup, -1)[codes].astype(np.int64), missing
 
 
 def read_scores(scores: npt.ArrayLike, n_rows: int, classes: Sequence[str]) -> np.ndarray:

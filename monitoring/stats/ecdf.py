@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,42 @@ def count_on_support(values: np.ndarray, support: np.ndarray) -> SupportCounts:
     x = np.asarray(values, dtype=np.float64)
     # Only counts are kept, so order does not matter: sorted queries make the binary
     # searches walk the support in order (several times faster than random lookups).
-    x = np.sort(x[~np.isnan(x)])
-    m = len(support)
+    return count_sorted_on_support(np.sort(x[~np.isnan(x)]), support)
+
+
+def count_sorted_on_support(x: np.ndarray, support: np.ndarray) -> SupportCounts:
+    """`count_on_support` of values already sorted, without NaN."""
+    m, n = len(support), len(x)
+    if m == 0:
+        return SupportCounts(np.zeros(0, np.int64), np.array([n], np.int64), np.array([x.sum()]))
+    if 8 * m < n:
+        return _search_support_in_values(x, support)
     index = np.searchsorted(support, x, side="left")
-    on_point = np.zeros(x.shape, dtype=bool)
-    inside = index < m
-    on_point[inside] = support[index[inside]] == x[inside]
-    between = ~on_point
-    return SupportCounts(
-        np.bincount(index[on_point], minlength=m).astype(np.int64),
-        np.bincount(index[between], minlength=m + 1).astype(np.int64),
-        np.bincount(index[between], weights=x[between], minlength=m + 1),
-    )
+    on_point = support[np.minimum(index, m - 1)] == x
+    equal = np.bincount(index[on_point], minlength=m).astype(np.int64)
+    gap = np.bincount(index, minlength=m + 1).astype(np.int64)
+    gap[:m] -= equal
+    gap_sum = np.bincount(index, weights=np.where(on_point, 0.0, x), minlength=m + 1)
+    return SupportCounts(equal, gap, gap_sum)
+
+
+def _search_support_in_values(x: np.ndarray, support: np.ndarray) -> SupportCounts:
+    """Few support points (a count or coded feature): 2 m binary searches in the sorted
+    values instead of n in the support; each gap's sum is added up from its own values."""
+    n, m = len(x), len(support)
+    first = np.searchsorted(x, support, side="left")  # values < u_j
+    after = np.searchsorted(x, support, side="right")  # values <= u_j
+    starts = np.concatenate(([0], after))
+    ends = np.concatenate((first, [n]))
+    gap = (ends - starts).astype(np.int64)
+    gap_sum = np.zeros(m + 1)
+    filled = np.flatnonzero(gap)
+    if filled.size:
+        bounds = np.empty(2 * filled.size, dtype=np.intp)
+        bounds[0::2], bounds[1::2] = starts[filled], ends[filled]
+        # reduceat sums x[bounds[i]:bounds[i+1]]; the appended 0 lets an end equal n.
+        gap_sum[filled] = np.add.reduceat(np.append(x, 0.0), bounds)[0::2]
+    return SupportCounts((after - first).astype(np.int64), gap, gap_sum)
 
 
 def _cdfs(
@@ -107,8 +132,6 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
     Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
     `kstwo` at the effective size round(n m / (n + m)).
     """
-    from scipy import stats
-
     m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
     effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0
     return float(np.clip(stats.kstwo.sf(statistic, effective), 0.0, 1.0))

@@ -1,0 +1,60 @@
+"""SortedColumn gives exactly what the unsorted computations give, in the chunk's order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitoring.columns import bin_codes
+from monitoring.sorted_column import SortedColumn
+from monitoring.stats.ecdf import count_on_support, count_sorted_on_support
+
+
+def _cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    continuous = rng.lognormal(size=5000)
+    continuous[rng.random(5000) < 0.1] = np.nan
+    counts = rng.poisson(3, size=5000).astype(float)  # many ties, values on the edges
+    return [
+        continuous,
+        counts,
+        np.array([np.nan, np.nan]),
+        np.array([2.0]),
+        np.array([], dtype=float),
+    ]
+
+
+IDS = ["continuous", "counts", "all-nan", "one", "empty"]
+
+
+@pytest.mark.parametrize("values", _cases(), ids=IDS)
+@pytest.mark.parametrize(
+    "edges",
+    [np.array([0.5, 1.0, 2.0, 3.0, 3.0, 7.5]), np.array([2.0]), np.array([], dtype=float)],
+    ids=["repeated-edge", "one-edge", "no-edge"],
+)
+def test_bin_codes_and_counts_equal_the_unsorted_lookup(values, edges):
+    column = SortedColumn(values)
+    expected = bin_codes(values, edges)
+    np.testing.assert_array_equal(column.bin_codes(edges), expected)
+    tally = np.bincount(expected, minlength=len(edges) + 2)
+    np.testing.assert_array_equal(column.bin_counts(edges), tally[:-1])
+    assert column.n_missing == tally[-1] == int(np.isnan(values).sum())
+
+
+@pytest.mark.parametrize("values", _cases()[:2], ids=IDS[:2])
+def test_interp_equals_numpy_in_row_order(values):
+    xp = np.array([0.2, 1.0, 1.5, 3.0, 6.0])
+    fp = np.array([-2.0, -0.5, 0.0, 0.7, 2.1])
+    expected = np.where(np.isnan(values), 0.0, np.interp(values, xp, fp))
+    np.testing.assert_array_equal(SortedColumn(values).interp(xp, fp, missing=0.0), expected)
+
+
+def test_support_counts_of_sorted_values_equal_the_unsorted_ones():
+    values = _cases()[1]
+    support = np.array([0.0, 1.0, 2.5, 3.0, 9.0])
+    column = SortedColumn(values)
+    direct = count_on_support(values, support)
+    fast = count_sorted_on_support(column.sorted, support)
+    for name in ("equal", "gap", "gap_sum"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(direct, name))
