@@ -199,9 +199,11 @@ class EvaluationConfig:
     chunk_size: int = 100_000
     worst_k: int = 20
     plot_top_features: int = 6
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _check_int("evaluation.chunk_size", self.chunk_size, 1)
+        _check_int("evaluation.threads", self.threads, 0)
         _check_int("evaluation.worst_k", self.worst_k, 0)
         _check_int("evaluation.plot_top_features", self.plot_top_features, 0)
 

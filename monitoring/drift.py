@@ -27,12 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from monitoring.config import DriftConfig
 from monitoring.multivariate import DatasetDrift
 from monitoring.profile import BatchProfile, NumericalSummary, Summary
-from monitoring.reference import FEATURE, PREDICTION, TARGET, NumericalProfile, Profile
+from monitoring.reference import (
+    FEATURE,
+    PREDICTION,
+    TARGET,
+    NumericalProfile,
+    Profile,
+    Reference,
+)
 from monitoring.stats.calibration import histogram_nulls, wasserstein_null
 from monitoring.stats.multiple_testing import adjust_p_values
 from monitoring.stats.registry import Comparison, MethodResult, MethodSpec, get_method
@@ -235,6 +242,23 @@ def _calibrated_score(
     )
 
 
+def prepare_nulls(reference: Reference, config: DriftConfig) -> None:
+    """Do ahead of `compare` what does not depend on the batch, so that a streaming pass
+    can do it while chunks arrive: simulate each numeric column's Wasserstein null (cached;
+    about 10 ms a column)."""
+    nulls = {get_method(name).null for name in config.numerical_methods}
+    if not config.calibrated or "bridge" not in nulls:
+        return
+    for profile in reference.profiles.values():
+        if isinstance(profile, NumericalProfile) and len(profile.support):
+            wasserstein_null(
+                profile.support,
+                profile.support_counts,
+                simulations=config.simulations,
+                seed=config.seed,
+            )
+
+
 def _missing_p_value(
     ref_missing: int, ref_present: int, missing: int, present: int
 ) -> float | None:
@@ -249,7 +273,7 @@ def _missing_p_value(
     if spread == 0:
         return 1.0
     z = (missing / n2 - ref_missing / n1) / spread
-    return float(2 * stats.norm.sf(abs(z)))
+    return float(2 * special.ndtr(-abs(z)))  # two-sided normal tail
 
 
 def compare(

@@ -18,17 +18,18 @@ import numpy as np
 import pandas as pd
 
 from monitoring.columns import (
-    bin_codes,
+    label_categories,
     label_codes,
     label_values,
     numeric_values,
     score_matrix,
 )
 from monitoring.config import MonitoringConfig
-from monitoring.drift import compare
+from monitoring.drift import compare, prepare_nulls
 from monitoring.errors import EmptyBatchError, InvalidValueError
 from monitoring.model import load_model, model_classes, predict_frame
 from monitoring.multivariate import DatasetDrift, MultivariatePass
+from monitoring.parallel import blas_kept_to_one_thread, column_executor, read_ahead
 from monitoring.performance import (
     ClassificationMetrics,
     RegressionMetrics,
@@ -40,8 +41,9 @@ from monitoring.reference import FEATURE, NumericalProfile, Reference, fit_refer
 from monitoring.report import BatchReport
 from monitoring.schema import Schema, check_columns
 from monitoring.segments import SegmentErrors
+from monitoring.sorted_column import SortedColumn
 from monitoring.sources import Source, open_source
-from monitoring.worst import Scorer, WorstSamples
+from monitoring.worst import WorstSamples
 
 DEFAULT_PREDICTION_COLUMN = "prediction"
 
@@ -81,19 +83,6 @@ def fit_reference(
     )
 
 
-def _anomaly_scorer(reference: Reference) -> Scorer | None:
-    """Anomaly score, flag and explanation of rows, from the model fitted with the reference."""
-    model = reference.anomaly
-    if model is None:
-        return None
-
-    def score(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        scores = model.score(rows)
-        return scores, model.is_anomalous(scores), model.explain(rows)
-
-    return score
-
-
 class _Pass:
     """State of one streaming pass over a batch."""
 
@@ -111,7 +100,7 @@ class _Pass:
         self.model = model
         self.where = where
         self.profile = BatchProfile.empty(reference)
-        self.worst = WorstSamples(config.evaluation.worst_k, _anomaly_scorer(reference))
+        self.worst = WorstSamples(config.evaluation.worst_k, reference.anomaly)
         self.segments = SegmentErrors(reference)
         self.digest = hashlib.sha256()
         self.offset = 0
@@ -128,6 +117,16 @@ class _Pass:
         self.time_max: Any = None
         self.warnings: list[str] = []
         self.multivariate = MultivariatePass(reference, config.drift)
+        self._columns = column_executor(config.evaluation.threads)
+        self._nulls = self._columns.submit(prepare_nulls, reference, config.drift)
+
+    def close(self) -> None:
+        """Let go of the worker threads (waiting for any task still running)."""
+        self._columns.shutdown(wait=True)
+
+    def finish(self) -> None:
+        """Wait for the work started ahead of the decision (`drift.prepare_nulls`)."""
+        self._nulls.result()
 
     def start(self, chunk: pd.DataFrame) -> None:
         """Decide, from the first chunk, where predictions come from."""
@@ -200,27 +199,73 @@ class _Pass:
                 score_columns=self.score_columns,
             )
             chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
-        values: dict[str, Any] = {}
+        tasks = [
+            self._columns.submit(self._profile_column, column, chunk[column])
+            for column in self.profile.columns
+        ]
+        labels: dict[str, pd.Categorical] = {}
+        failure: Exception | None = None
+        errors = None
+        try:  # meanwhile, the work that needs no column profile
+            self._check_labels(chunk, labels)
+            errors = self._update_performance(chunk, labels)
+            if errors is not None:
+                self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
+            self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
+            self._update_time(chunk)
+        except Exception as exc:
+            failure = exc
+        numeric: dict[str, SortedColumn] = {}
         codes: dict[str, np.ndarray] = {}
-        for column in self.profile.columns:
-            profile = self.reference.profiles[column]
-            if isinstance(profile, NumericalProfile):
-                values[column] = numeric_values(
-                    chunk[column], column=column, offset=self.offset, where=self.where
-                )
-                codes[column] = bin_codes(values[column], profile.edges)
+        scores: dict[str, np.ndarray] = {}
+        for task in tasks:  # a bad value is reported first, column by column, as before
+            column, found, column_scores = task.result()
+            if isinstance(found, SortedColumn):
+                numeric[column] = found
             else:
-                codes[column] = label_codes(chunk[column], profile.vocabulary)
-        self._check_labels(chunk, values)
-        self.profile.update(values, codes, len(chunk))
-        self.multivariate.update(values)
-        errors = self._update_performance(chunk, values)
+                codes[column] = found
+            if column_scores is not None:
+                scores[column] = column_scores
+        if failure is not None:
+            raise failure
+        self.profile.n_rows += len(chunk)
+        if self.multivariate.columns:
+            matrix = np.column_stack([scores[c] for c in self.multivariate.columns])
+            self.multivariate.update_scores(matrix - self.multivariate.model.center)  # type: ignore[union-attr]
         if errors is not None:
-            self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
-            self.segments.update(codes, errors)
-        self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-        self._update_time(chunk)
+            self.segments.update(self._segment_codes(numeric, codes), errors)
         self.offset += len(chunk)
+
+    def _profile_column(
+        self, column: str, series: pd.Series
+    ) -> tuple[str, SortedColumn | np.ndarray, np.ndarray | None]:
+        """One column's share of a chunk: its profile summary updated, and what the rest of
+        the pass reads of it (sorted values or category codes, normal scores). Runs in a
+        worker thread: it touches this column's accumulators only."""
+        profile = self.reference.profiles[column]
+        summary = self.profile.columns[column]
+        if not isinstance(profile, NumericalProfile):
+            codes = label_codes(series, profile.vocabulary)
+            summary.update(codes)  # type: ignore[call-arg]
+            return column, codes, None
+        values = numeric_values(series, column=column, offset=self.offset, where=self.where)
+        ordered = SortedColumn(values)
+        summary.update(ordered, profile)  # type: ignore[call-arg]
+        scores = None
+        if column in self.multivariate.columns:
+            model = self.multivariate.model
+            scores = model.column_scores(model.columns.index(column), ordered)  # type: ignore[union-attr]
+        return column, ordered, scores
+
+    def _segment_codes(
+        self, numeric: Mapping[str, SortedColumn], codes: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Per input feature, each row's segment: its reference bin or category."""
+        out = dict(codes)
+        for column in self.segments.profiles:
+            if column in numeric:
+                out[column] = numeric[column].bin_codes(self.reference.profiles[column].edges)  # type: ignore[union-attr]
+        return out
 
     def _kept_columns(self, chunk: pd.DataFrame) -> list[str]:
         wanted = [
@@ -234,14 +279,15 @@ class _Pass:
         present = set(map(str, chunk.columns))
         return list(dict.fromkeys(c for c in wanted if c and c in present))
 
-    def _labels(self, chunk: pd.DataFrame, values: dict[str, Any], column: str) -> pd.Series:
-        """Clean labels of `column`, reusing the profile's conversion when there is one."""
-        found = values.get(column)
-        if not isinstance(found, pd.Series):
-            found = values[column] = label_values(chunk[column])
-        return found
+    def _labels(
+        self, chunk: pd.DataFrame, labels: dict[str, pd.Categorical], column: str
+    ) -> pd.Categorical:
+        """Clean labels of `column`, converted once per chunk (kept in `labels`)."""
+        if column not in labels:
+            labels[column] = label_categories(chunk[column])
+        return labels[column]
 
-    def _check_labels(self, chunk: pd.DataFrame, values: dict[str, Any]) -> None:
+    def _check_labels(self, chunk: pd.DataFrame, labels: dict[str, pd.Categorical]) -> None:
         """Class labels the reference never saw cannot be scored: name them and their row."""
         if self.schema.task != "classification" or not self.classes:
             return
@@ -252,12 +298,12 @@ class _Pass:
         ):
             if not column or column not in chunk.columns:
                 continue
-            labels = self._labels(chunk, values, column)
-            unknown = labels.notna().to_numpy() & ~labels.isin(known).to_numpy()
-            if unknown.any():
-                row = int(np.flatnonzero(unknown)[0])
+            found = self._labels(chunk, labels, column)
+            strange = ~found.categories.isin(known)
+            if strange.any():
+                row = int(np.flatnonzero(np.append(strange, False)[found.codes])[0])
                 raise InvalidValueError(
-                    f"{self.where}: {role} column {column!r} holds label {labels.iloc[row]!r} "
+                    f"{self.where}: {role} column {column!r} holds label {found[row]!r} "
                     f"at row {self.offset + row} that the reference never saw; known labels: "
                     f"{', '.join(self.classes)}"
                 )
@@ -265,7 +311,9 @@ class _Pass:
     def _scores(self, chunk: pd.DataFrame) -> np.ndarray | None:
         return score_matrix(chunk, self.score_columns, self.classes)
 
-    def _update_performance(self, chunk: pd.DataFrame, values: dict[str, Any]) -> np.ndarray | None:
+    def _update_performance(
+        self, chunk: pd.DataFrame, labels: dict[str, pd.Categorical]
+    ) -> np.ndarray | None:
         if self.performance is None:
             return None
         truth = chunk[self.schema.target]
@@ -284,22 +332,22 @@ class _Pass:
                 kept = self._kept_rows(chunk)
                 self.performance_kept.update(truth_values[kept], predicted[kept])
             return regression_error(truth_values, predicted)
-        labels = self._labels(chunk, values, self.schema.target).to_numpy()
+        truth_labels = self._labels(chunk, labels, self.schema.target)
         scores = self._scores(chunk)
         predicted = (
-            self._labels(chunk, values, self.prediction_column).to_numpy()
+            self._labels(chunk, labels, self.prediction_column)
             if self.prediction_column in chunk.columns
             else None
         )
-        self.performance.update(labels, predicted, scores)
+        self.performance.update(truth_labels, predicted, scores)
         if self.performance_kept is not None:
             kept = self._kept_rows(chunk)
             self.performance_kept.update(
-                labels[kept],
+                truth_labels[kept],
                 None if predicted is None else predicted[kept],
                 None if scores is None else scores[kept],
             )
-        return classification_error(labels, predicted, scores, classes=self.classes)
+        return classification_error(truth_labels, predicted, scores, classes=self.classes)
 
     def _kept_rows(self, chunk: pd.DataFrame) -> np.ndarray:
         """Rows not marked anomaly-ignore: matched on the id column, else on the row number."""
@@ -364,13 +412,23 @@ def evaluate(
     source = open_source(batch, query=query, params=params)
     ignored = frozenset(str(i) for i in ignored_samples)
     state = _Pass(reference, config, model, where=f"batch {source.name}", ignored=ignored)
-    for chunk in source.iter_chunks(config.evaluation.chunk_size):
-        if len(chunk):
-            state.add(chunk)
-            if progress is not None:
-                progress(state.offset)
+    chunks = source.iter_chunks(config.evaluation.chunk_size)
+    try:
+        reader_threads = config.evaluation.threads if getattr(source, "read_ahead", False) else 1
+        with (
+            blas_kept_to_one_thread(config.evaluation.threads),
+            read_ahead(chunks, reader_threads) as ahead,
+        ):
+            for chunk in ahead:
+                if len(chunk):
+                    state.add(chunk)
+                    if progress is not None:
+                        progress(state.offset)
+    finally:
+        state.close()
     if state.offset == 0:
         raise EmptyBatchError(f"batch {source.describe()} has no rows")
+    state.finish()
     tests = (*state.multivariate.result(), *dataset_tests)
     columns, dataset = compare(state.profile, config.drift, tests)
     warnings = list(state.warnings) + state.multivariate.warnings + _data_warnings(columns)

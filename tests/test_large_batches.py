@@ -11,7 +11,10 @@ The memory limit is RLIMIT_AS, set first thing in the child. Two things make add
 differ from memory, and the test controls both (measured on two cores):
 - every thread reserves a stack and allocator arenas, so the child pins Arrow's and
   OpenBLAS's pools to one thread (OMP_NUM_THREADS=1); unpinned, the same pass maps
-  ~200 MB more here, and more again on a machine with more cores;
+  ~200 MB more here, and more again on a machine with more cores. The pass's own threads
+  (`evaluation.threads`, one per core by default) stay on: the child shares one glibc
+  arena among them (MALLOC_ARENA_MAX=1), since each extra arena maps 64 MB up front that
+  is never resident;
 - Arrow's allocator (mimalloc) reserves a 1 GiB arena when the address space allows it
   and falls back to smaller mappings when it does not. A margin under 1 GiB keeps that
   reservation out; above it (unpinned), a 1.6 GB limit broke scipy's import and a 2 GB
@@ -121,7 +124,12 @@ def _write_parquet(path: Path, rows: int, seed: int) -> None:
 
 
 def _child_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "1",
+    }
 
 
 def _run_child(code: str, *args: object) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,10 @@ implementation in this package:
   a ``DataFrameSource`` keeps the frame's own index;
 - ``chunk_size`` is checked when ``iter_chunks`` is called; files and databases are
   opened lazily, so their errors come from the first ``next()``;
-- memory stays bounded by one chunk: nothing reads a whole file or result at once.
+- memory stays bounded by one chunk: nothing reads a whole file or result at once;
+- a source whose ``read_ahead`` attribute is true may be iterated in a thread other than
+  the caller's (the evaluation reads the next chunk while it works on this one); without
+  the attribute, it is iterated in the caller's thread.
 """
 
 from __future__ import annotations

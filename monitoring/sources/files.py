@@ -61,6 +61,7 @@ class _FileSource:
     """What every file (or folder) source shares: its path, name, description and pass."""
 
     _path: Path
+    read_ahead = True  # a pass opens and closes its own file: it may run in any thread
 
     @property
     def path(self) -> Path:

@@ -165,6 +165,9 @@ class SqlSource:
         _check_params(self._query, self._params)
         self._name = name or f"sql:{_table_name(self._query)}"
         self._masked_url = self._url.render_as_string(hide_password=True)
+        # A pass opens its own connection unless one was lent: only then may it run in
+        # another thread than the caller's (a Connection belongs to its thread).
+        self.read_ahead = not isinstance(self._bind, Connection)
 
     @property
     def name(self) -> str:

@@ -1,0 +1,102 @@
+"""Threads change how fast a pass runs, never what it finds or which error it reports."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_frame
+
+from monitoring import MonitoringConfig, evaluate, fit_reference
+from monitoring.config import EvaluationConfig
+from monitoring.errors import ConfigError, DtypeMismatchError
+from monitoring.parallel import MAX_AUTO_THREADS, ReadAhead, read_ahead, thread_count
+
+
+def _config(threads: int, chunk_size: int) -> MonitoringConfig:
+    return MonitoringConfig(evaluation=EvaluationConfig(threads=threads, chunk_size=chunk_size))
+
+
+@pytest.fixture
+def gappy_batch() -> pd.DataFrame:
+    batch = make_frame(3000, seed=5, shift=0.3)
+    batch.loc[::17, "size"] = np.nan
+    batch.loc[::23, "color"] = None
+    return batch
+
+
+@pytest.mark.parametrize("chunk_size", [97, 1000, 5000])
+def test_every_thread_count_gives_the_single_thread_result(gappy_batch, chunk_size):
+    reference = fit_reference(make_frame(4000, seed=1), target="label", prediction="prediction")
+    one = evaluate(gappy_batch, reference, config=_config(1, chunk_size))
+    for threads in (2, 5):
+        many = evaluate(gappy_batch, reference, config=_config(threads, chunk_size))
+        pd.testing.assert_frame_equal(one.drift_table, many.drift_table, check_exact=True)
+        assert one.performance == many.performance
+        pd.testing.assert_frame_equal(one.worst_samples, many.worst_samples)
+        pd.testing.assert_frame_equal(one.segments, many.segments)
+        assert one.multivariate == many.multivariate
+        assert one.batch_digest == many.batch_digest
+        assert one.profile == many.profile
+
+
+def test_the_first_bad_value_is_reported_whatever_the_thread_count():
+    reference = fit_reference(make_frame(500, seed=1), target="label", prediction="prediction")
+    batch = make_frame(400, seed=2).astype({"x": object, "size": object})
+    batch.loc[250, "x"] = "n/a"
+    batch.loc[120, "size"] = "??"  # two bad columns: the same one is named every time
+    messages = set()
+    for threads in (1, 2, 4):
+        with pytest.raises(DtypeMismatchError) as error:
+            evaluate(batch, reference, config=_config(threads, 100))
+        messages.add(str(error.value))
+    assert len(messages) == 1
+    assert messages.pop().endswith(("row 250 holds 'n/a'", "row 120 holds '??'"))
+
+
+def test_read_ahead_yields_in_order_then_raises_where_the_source_failed():
+    def items():
+        yield from range(5)
+        raise OSError("disk gone after item 4")
+
+    seen = []
+    with pytest.raises(OSError, match="after item 4"), ReadAhead(items()) as ahead:
+        for item in ahead:
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_closes_the_source_when_the_reader_stops_early():
+    closed = threading.Event()
+
+    def items():
+        try:
+            yield from range(1_000_000)
+        finally:
+            closed.set()
+
+    with ReadAhead(items(), depth=2) as ahead:
+        assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    assert closed.is_set()
+    assert not any(t.name == "monitoring-read-ahead" for t in threading.enumerate())
+
+
+def test_one_thread_reads_in_the_callers_thread():
+    names = []
+
+    def items():
+        names.append(threading.current_thread().name)
+        yield 1
+
+    with read_ahead(items(), 1) as ahead:
+        assert list(ahead) == [1]
+    assert names == [threading.current_thread().name]
+
+
+def test_thread_count_setting():
+    assert thread_count(3) == 3
+    assert 1 <= thread_count(0) <= MAX_AUTO_THREADS
+    with pytest.raises(ConfigError, match="evaluation.threads"):
+        EvaluationConfig(threads=-1)
