@@ -22,7 +22,8 @@ for the input features only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,21 +243,24 @@ def _calibrated_score(
     )
 
 
-def prepare_nulls(reference: Reference, config: DriftConfig) -> None:
-    """Do ahead of `compare` what does not depend on the batch, so that a streaming pass
-    can do it while chunks arrive: simulate each numeric column's Wasserstein null (cached;
-    about 10 ms a column)."""
+def batch_free_nulls(reference: Reference, config: DriftConfig) -> list[Callable[[], object]]:
+    """What `compare` will need that does not depend on the batch, as calls a streaming
+    pass can make while chunks arrive: each numeric column's Wasserstein null (about 10 ms
+    a column; cached, so `compare` then finds it)."""
     nulls = {get_method(name).null for name in config.numerical_methods}
     if not config.calibrated or "bridge" not in nulls:
-        return
-    for profile in reference.profiles.values():
-        if isinstance(profile, NumericalProfile) and len(profile.support):
-            wasserstein_null(
-                profile.support,
-                profile.support_counts,
-                simulations=config.simulations,
-                seed=config.seed,
-            )
+        return []
+    return [
+        functools.partial(
+            wasserstein_null,
+            profile.support,
+            profile.support_counts,
+            simulations=config.simulations,
+            seed=config.seed,
+        )
+        for profile in reference.profiles.values()
+        if isinstance(profile, NumericalProfile) and len(profile.support)
+    ]
 
 
 def _missing_p_value(

@@ -25,7 +25,7 @@ from monitoring.columns import (
     score_matrix,
 )
 from monitoring.config import MonitoringConfig
-from monitoring.drift import compare, prepare_nulls
+from monitoring.drift import batch_free_nulls, compare
 from monitoring.errors import EmptyBatchError, InvalidValueError
 from monitoring.model import load_model, model_classes, predict_frame
 from monitoring.multivariate import DatasetDrift, MultivariatePass
@@ -118,15 +118,17 @@ class _Pass:
         self.warnings: list[str] = []
         self.multivariate = MultivariatePass(reference, config.drift)
         self._columns = column_executor(config.evaluation.threads)
-        self._nulls = self._columns.submit(prepare_nulls, reference, config.drift)
+        ahead = batch_free_nulls(reference, config.drift)
+        self._ahead = [self._columns.submit(call) for call in ahead]
 
     def close(self) -> None:
         """Let go of the worker threads (waiting for any task still running)."""
         self._columns.shutdown(wait=True)
 
     def finish(self) -> None:
-        """Wait for the work started ahead of the decision (`drift.prepare_nulls`)."""
-        self._nulls.result()
+        """Wait for the work started ahead of the decision (`drift.batch_free_nulls`)."""
+        for task in self._ahead:
+            task.result()
 
     def start(self, chunk: pd.DataFrame) -> None:
         """Decide, from the first chunk, where predictions come from."""
@@ -199,6 +201,7 @@ class _Pass:
                 score_columns=self.score_columns,
             )
             chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
+        row_hashes = self._columns.submit(_row_hashes, chunk)
         tasks = [
             self._columns.submit(self._profile_column, column, chunk[column])
             for column in self.profile.columns
@@ -211,7 +214,6 @@ class _Pass:
             errors = self._update_performance(chunk, labels)
             if errors is not None:
                 self.worst.update(chunk[self._kept_columns(chunk)], errors, offset=self.offset)
-            self.digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
             self._update_time(chunk)
         except Exception as exc:
             failure = exc
@@ -228,6 +230,7 @@ class _Pass:
                 scores[column] = column_scores
         if failure is not None:
             raise failure
+        self.digest.update(row_hashes.result())
         self.profile.n_rows += len(chunk)
         if self.multivariate.columns:
             matrix = np.column_stack([scores[c] for c in self.multivariate.columns])
@@ -367,6 +370,11 @@ class _Pass:
         low, high = times.min(), times.max()
         self.time_min = low if self.time_min is None else min(self.time_min, low)
         self.time_max = high if self.time_max is None else max(self.time_max, high)
+
+
+def _row_hashes(chunk: pd.DataFrame) -> bytes:
+    """One 64-bit hash per row (pandas'), the batch digest's input: chunking-invariant."""
+    return pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes()
 
 
 def evaluate(
