@@ -100,3 +100,39 @@ def test_thread_count_setting():
     assert 1 <= thread_count(0) <= MAX_AUTO_THREADS
     with pytest.raises(ConfigError, match="evaluation.threads"):
         EvaluationConfig(threads=-1)
+
+
+class _RecordingSource:
+    """A source that notes, at each chunk, how many threads BLAS may use."""
+
+    name = "recording"
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.blas_threads: list[int] = []
+
+    def describe(self) -> str:
+        return "recording source"
+
+    def iter_chunks(self, chunk_size: int = 100_000):
+        from threadpoolctl import threadpool_info
+
+        for start in range(0, len(self.frame), chunk_size):
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            self.blas_threads.append(max(blas, default=1))
+            yield self.frame.iloc[start : start + chunk_size]
+
+
+def test_blas_runs_in_one_thread_while_the_pass_has_its_own():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    reference = fit_reference(make_frame(500, seed=1), target="label", prediction="prediction")
+    source = _RecordingSource(make_frame(600, seed=2))
+    with threadpool_limits(limits=2, user_api="blas"):  # as on any multi-core machine
+        assert blas_threads() and set(blas_threads()) == {2}
+        evaluate(source, reference, config=_config(2, 200))
+        assert set(blas_threads()) == {2}  # given back when the pass ends
+    assert source.blas_threads == [1, 1, 1]

@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -132,6 +131,8 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
     Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
     `kstwo` at the effective size round(n m / (n + m)).
     """
+    from scipy import stats  # lazy: `monitoring.config` imports this module
+
     m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
     effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0
     return float(np.clip(stats.kstwo.sf(statistic, effective), 0.0, 1.0))
