@@ -42,7 +42,7 @@ from monitoring.reference import (
     Profile,
     Reference,
 )
-from monitoring.stats.calibration import histogram_nulls, wasserstein_null
+from monitoring.stats.calibration import BridgeNull, histogram_nulls, wasserstein_null
 from monitoring.stats.multiple_testing import adjust_p_values
 from monitoring.stats.registry import Comparison, MethodResult, MethodSpec, get_method
 
@@ -219,12 +219,7 @@ def _calibrated_score(
         p_value, threshold = result.p_value, alpha
     elif spec.null == "bridge":
         assert isinstance(profile, NumericalProfile)
-        null = wasserstein_null(
-            profile.support,
-            profile.support_counts,
-            simulations=config.simulations,
-            seed=config.seed,
-        )
+        null = wasserstein_null_of(profile, config)
         scale = profile.std if spec.name == "wasserstein_scaled" and profile.std else 1.0
         p_value = null.p_value(result.statistic * scale, n)
         threshold = null.threshold(alpha, n) / scale
@@ -244,23 +239,36 @@ def _calibrated_score(
     )
 
 
+def wasserstein_null_of(profile: NumericalProfile, config: DriftConfig) -> BridgeNull:
+    """The column's Wasserstein null: the one simulated at fit when it was made with these
+    settings (`drift.simulations`, `drift.seed`), else simulated now (and cached)."""
+    stored = profile.wasserstein_null
+    if stored is not None and stored.made_with(config.simulations, config.seed):
+        return stored
+    return wasserstein_null(
+        profile.support,
+        profile.support_counts,
+        simulations=config.simulations,
+        seed=config.seed,
+    )
+
+
 def batch_free_nulls(reference: Reference, config: DriftConfig) -> list[Callable[[], object]]:
-    """What `compare` will need that does not depend on the batch, as calls a streaming
-    pass can make while chunks arrive: each numeric column's Wasserstein null (about 10 ms
-    a column; cached, so `compare` then finds it)."""
+    """What `compare` will need that does not depend on the batch and the reference does
+    not already hold, as calls a streaming pass can make while chunks arrive: Wasserstein
+    nulls (about 15 ms a column; cached, so `compare` then finds them)."""
     nulls = {get_method(name).null for name in config.numerical_methods}
     if not config.calibrated or "bridge" not in nulls:
         return []
     return [
-        functools.partial(
-            wasserstein_null,
-            profile.support,
-            profile.support_counts,
-            simulations=config.simulations,
-            seed=config.seed,
-        )
+        functools.partial(wasserstein_null_of, profile, config)
         for profile in reference.profiles.values()
-        if isinstance(profile, NumericalProfile) and len(profile.support)
+        if isinstance(profile, NumericalProfile)
+        and len(profile.support)
+        and not (
+            profile.wasserstein_null is not None
+            and profile.wasserstein_null.made_with(config.simulations, config.seed)
+        )
     ]
 
 

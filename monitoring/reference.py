@@ -29,6 +29,7 @@ from monitoring.stats.histogram import bin_counts, quantile_edges
 if TYPE_CHECKING:
     from monitoring.anomaly import AnomalyModel
     from monitoring.multivariate import ReconstructionModel
+    from monitoring.stats.calibration import BridgeNull
 
 FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
 MISSING_KEY = "\x00missing"  # stands for a missing value among category keys
@@ -50,6 +51,9 @@ class NumericalProfile:
     std: float
     segment_error_sum: np.ndarray | None = None
     segment_error_count: np.ndarray | None = None
+    # Derived from the support, simulated once at fit so that batches skip it; not part
+    # of the reference's id (see `drift.wasserstein_null_of`).
+    wasserstein_null: BridgeNull | None = None
     kind: str = field(default="numerical", init=False)
 
     @property
@@ -224,6 +228,39 @@ def _numeric_profile(
         segment_error_sum=segments[0] if segments else None,
         segment_error_count=segments[1] if segments else None,
     )
+
+
+def _with_wasserstein_nulls(profiles: dict[str, Profile], drift: DriftConfig) -> dict[str, Profile]:
+    """Each numeric column's Wasserstein null (about 15 ms a column), simulated here once, in
+    threads, so that no batch evaluated against this reference has to."""
+    from monitoring.parallel import blas_kept_to_one_thread, column_executor
+    from monitoring.stats.calibration import wasserstein_null
+    from monitoring.stats.registry import get_method
+
+    bridge = any(get_method(m).null == "bridge" for m in drift.numerical_methods)
+    numeric = [c for c, p in profiles.items() if isinstance(p, NumericalProfile) and len(p.support)]
+    if not drift.calibrated or not bridge or not numeric:
+        return profiles
+    pool = column_executor(0)
+    try:
+        with blas_kept_to_one_thread(0):
+            tasks = {
+                c: pool.submit(
+                    wasserstein_null,
+                    profiles[c].support,  # type: ignore[union-attr]
+                    profiles[c].support_counts,  # type: ignore[union-attr]
+                    simulations=drift.simulations,
+                    seed=drift.seed,
+                )
+                for c in numeric
+            }
+            nulls = {c: task.result() for c, task in tasks.items()}
+    finally:
+        pool.shutdown(wait=True)
+    return {
+        c: dataclasses.replace(p, wasserstein_null=nulls[c]) if c in nulls else p  # type: ignore[type-var]
+        for c, p in profiles.items()
+    }
 
 
 def _categorical_profile(
@@ -426,6 +463,7 @@ def _assemble(
             vocabulary = _vocabulary(collector.counts, drift.max_categories)
         role = _role(schema, column)
         profiles[column] = _categorical_profile(column, role, collector, vocabulary)
+    profiles = _with_wasserstein_nulls(profiles, drift)
     if dropped:
         schema = dataclasses.replace(
             schema,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from monitoring.errors import NotFittedError
 from monitoring.multivariate import ReconstructionModel
 from monitoring.reference import CategoricalProfile, NumericalProfile, Profile, Reference
 from monitoring.schema import Schema
+from monitoring.stats.calibration import BridgeNull
 
 FORMAT_VERSION = 1
 JSON_NAME = "reference.json"
@@ -41,6 +43,14 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
             entry.update(mean=p.mean, std=p.std)
             for name in _ARRAYS:
                 arrays[f"{index}.{name}"] = getattr(p, name)
+            if p.wasserstein_null is not None:
+                null = p.wasserstein_null
+                arrays[f"{index}.wasserstein_null"] = null.values
+                entry["wasserstein_null"] = {
+                    "n_reference": null.n_reference,
+                    "simulations": null.simulations,
+                    "seed": null.seed,
+                }
         else:
             entry["vocabulary"] = list(p.vocabulary)
             arrays[f"{index}.counts"] = p.counts
@@ -70,6 +80,19 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
     return out
 
 
+def _stored_null(entry: dict, arrays: Any, index: int) -> BridgeNull | None:
+    """The Wasserstein null saved with a numeric profile; None in files from before it."""
+    found = entry.get("wasserstein_null")
+    if not found or f"{index}.wasserstein_null" not in arrays:
+        return None
+    return BridgeNull(
+        arrays[f"{index}.wasserstein_null"],
+        int(found["n_reference"]),
+        int(found["simulations"]),
+        int(found["seed"]),
+    )
+
+
 def load_reference_files(folder: str | Path) -> Reference:
     """Read a reference written by `save_reference`; checks its digest."""
     source = Path(folder)
@@ -94,6 +117,7 @@ def load_reference_files(folder: str | Path) -> Reference:
                 std=entry["std"],
                 **{name: arrays[f"{index}.{name}"] for name in _ARRAYS},
                 **segments,
+                wasserstein_null=_stored_null(entry, arrays, index),
             )
         else:
             profiles[column] = CategoricalProfile(

@@ -136,6 +136,12 @@ class BridgeNull:
 
     values: np.ndarray  # sorted simulated values of the integral of |B(F(x))| dx
     n_reference: int
+    simulations: int = DEFAULT_SIMULATIONS
+    seed: int = 0
+
+    def made_with(self, simulations: int, seed: int) -> bool:
+        """Whether these are the draws `wasserstein_null(..., simulations, seed)` makes."""
+        return self.simulations == simulations and self.seed == seed
 
     def _scale(self, n_batch: int) -> float:
         m = self.n_reference
@@ -190,10 +196,10 @@ def _wasserstein_null(
         levels, widths = level[keep] / weight[keep], weight[keep]
     rng = np.random.default_rng([seed, m, size])
     if len(levels) == 0:
-        return BridgeNull(np.zeros(simulations), m)
+        return BridgeNull(np.zeros(simulations), m, simulations, seed)
     # B(t) = W(t) - t W(1) at the sorted levels, from independent Gaussian increments.
     steps = np.diff(np.concatenate(([0.0], levels, [1.0])))
     walk = np.cumsum(rng.standard_normal((simulations, len(steps))) * np.sqrt(steps), axis=1)
     bridge = walk[:, :-1] - levels * walk[:, -1:]
     values = np.sort(np.abs(bridge) @ widths)
-    return BridgeNull(values, m)
+    return BridgeNull(values, m, simulations, seed)
