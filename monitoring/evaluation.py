@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -120,13 +121,17 @@ class _Pass:
         self._columns = column_executor(config.evaluation.threads)
         ahead = batch_free_nulls(reference, config.drift)
         self._ahead = [self._columns.submit(call) for call in ahead]
+        self._last_chunk: Future[None] | None = None
 
     def close(self) -> None:
         """Let go of the worker threads (waiting for any task still running)."""
         self._columns.shutdown(wait=True)
 
     def finish(self) -> None:
-        """Wait for the work started ahead of the decision (`drift.batch_free_nulls`)."""
+        """Wait for the last chunk's work and what was started ahead of the decision
+        (`drift.batch_free_nulls`)."""
+        if self._last_chunk is not None:
+            self._last_chunk.result()
         for task in self._ahead:
             task.result()
 
@@ -232,12 +237,29 @@ class _Pass:
             raise failure
         self.digest.update(row_hashes.result())
         self.profile.n_rows += len(chunk)
+        self._last_chunk = self._columns.submit(
+            self._finish_chunk, self._last_chunk, numeric, codes, scores, errors
+        )
+        self.offset += len(chunk)
+
+    def _finish_chunk(
+        self,
+        previous: Future[None] | None,
+        numeric: dict[str, SortedColumn],
+        codes: dict[str, np.ndarray],
+        scores: dict[str, np.ndarray],
+        errors: np.ndarray | None,
+    ) -> None:
+        """What needs all of a chunk's columns: the multivariate scores and the error per
+        segment. Runs in the pool, after the previous chunk's, while the next chunk is
+        profiled."""
+        if previous is not None:
+            previous.result()
         if self.multivariate.columns:
             matrix = np.column_stack([scores[c] for c in self.multivariate.columns])
             self.multivariate.update_scores(matrix - self.multivariate.model.center)  # type: ignore[union-attr]
         if errors is not None:
             self.segments.update(self._segment_codes(numeric, codes), errors)
-        self.offset += len(chunk)
 
     def _profile_column(
         self, column: str, series: pd.Series
