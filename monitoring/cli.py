@@ -55,13 +55,20 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def progress_printer(label: str) -> Callable[[int], None] | None:
     """A progress line on a terminal (rows read so far and rows per second); nothing when
-    stderr is not a terminal (logs, CI, schedulers)."""
+    stderr is not a terminal (logs, CI, schedulers). The rate counts from the first call:
+    a pass calls it with 0 rows when it starts, so reference fitting and MLflow set-up
+    before it do not dilute the rate."""
     if not sys.stderr.isatty():
         return None
 
-    started = time.perf_counter()
+    started: float | None = None
 
     def show(rows: int) -> None:
+        nonlocal started
+        if started is None:
+            started = time.perf_counter()
+        if rows == 0:
+            return
         rate = rows / max(time.perf_counter() - started, 1e-9)
         click.echo(f"\r{label}: {rows:,} rows ({rate:,.0f} rows/s)", err=True, nl=False)
 

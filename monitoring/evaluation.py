@@ -427,6 +427,8 @@ def evaluate(
     `<metric>_excl_ignored` beside the full ones. `dataset_tests` are batch-level tests
     computed elsewhere (`monitoring.embedding_drift`): decided with the input features
     (multiple-testing control included) and logged as `drift/dataset/<method>`.
+    `progress` is called with 0 when the pass starts, then with the rows read so far after
+    each chunk.
     """
     started = time.perf_counter()
     config = _with_roles(
@@ -443,6 +445,8 @@ def evaluate(
     ignored = frozenset(str(i) for i in ignored_samples)
     state = _Pass(reference, config, model, where=f"batch {source.name}", ignored=ignored)
     chunks = source.iter_chunks(config.evaluation.chunk_size)
+    if progress is not None:
+        progress(0)
     try:
         reader_threads = config.evaluation.threads if getattr(source, "read_ahead", False) else 1
         with (

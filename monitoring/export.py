@@ -54,7 +54,8 @@ def export_source(
 ) -> ExportSummary:
     """Write every row of ``source`` to ``out`` (``.csv``, or ``.parquet``/``.pq``).
 
-    ``progress`` is called after each chunk with the number of rows written so far.
+    ``progress`` is called with 0 at the start, then after each chunk with the number of
+    rows written so far.
     The index of the chunks is not written. A source with zero rows gives a file with
     the header (CSV) or the schema (Parquet); one that knows no columns either is a
     SourceError. The destination folder must exist.
@@ -89,6 +90,8 @@ def _copy(
     """Stream the chunks into ``sink``; return the row count and the column names."""
     columns: list[Any] | None = None
     rows = 0
+    if progress is not None:
+        progress(0)
     for chunk in source.iter_chunks(chunk_size):
         if columns is None:
             columns = list(chunk.columns)

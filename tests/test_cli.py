@@ -166,5 +166,17 @@ def test_progress_line_only_on_a_terminal(monkeypatch, capsys):
     assert progress_printer("batch") is None
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     show = progress_printer("batch")
+    show(0)  # the pass starts: the clock starts, nothing is printed
+    assert capsys.readouterr().err == ""
     show(1_500)
     assert "batch: 1,500 rows (" in capsys.readouterr().err
+
+
+def test_evaluate_reports_progress_from_the_start_of_the_pass(reference_frame, batch_frame):
+    from monitoring import EvaluationConfig, MonitoringConfig, evaluate
+
+    calls: list[int] = []
+    config = MonitoringConfig(evaluation=EvaluationConfig(chunk_size=400))
+    evaluate(batch_frame, reference_frame, config=config, progress=calls.append)
+    assert calls[0] == 0
+    assert calls[1:] == list(range(400, len(batch_frame), 400)) + [len(batch_frame)]
