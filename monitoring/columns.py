@@ -48,10 +48,8 @@ def label_values(series: pd.Series) -> pd.Series:
     Whole floats print as integers, so a label column read as 1.0 from one source and
     1 from another is the same category "1". Only the distinct values are converted.
     """
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    names = _distinct_label_values(pd.Series(uniques)).to_numpy(dtype=object)
-    out = np.append(names, np.nan)[np.where(codes < 0, len(names), codes)]
-    return pd.Series(out, index=series.index, dtype=object)
+    values = np.asarray(label_categories(series), dtype=object)  # missing: NaN
+    return pd.Series(values, index=series.index, dtype=object)
 
 
 def label_categories(series: pd.Series) -> pd.Categorical:

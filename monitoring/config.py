@@ -154,6 +154,14 @@ class DriftConfig:
     def calibrated(self) -> bool:
         return self.decision_mode == "calibrated"
 
+    @property
+    def needs_wasserstein_null(self) -> bool:
+        """Whether deciding reads each numeric column's Brownian-bridge null: a calibrated
+        Wasserstein method, as a test or as the effect size."""
+        return self.calibrated and any(
+            METHODS[name].null == "bridge" for name in self.methods_for(NUMERICAL)
+        )
+
     def effect_for(self, feature_type: str) -> str:
         """The distance whose value is the feature's effect size."""
         return self.numerical_effect if feature_type == NUMERICAL else self.categorical_effect

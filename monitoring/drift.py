@@ -239,11 +239,19 @@ def _calibrated_score(
     )
 
 
+def _stored_null(profile: NumericalProfile, config: DriftConfig) -> BridgeNull | None:
+    """The null simulated at fit, when it was made with these settings."""
+    stored = profile.wasserstein_null
+    if stored is not None and stored.made_with(config.simulations, config.seed):
+        return stored
+    return None
+
+
 def wasserstein_null_of(profile: NumericalProfile, config: DriftConfig) -> BridgeNull:
     """The column's Wasserstein null: the one simulated at fit when it was made with these
     settings (`drift.simulations`, `drift.seed`), else simulated now (and cached)."""
-    stored = profile.wasserstein_null
-    if stored is not None and stored.made_with(config.simulations, config.seed):
+    stored = _stored_null(profile, config)
+    if stored is not None:
         return stored
     return wasserstein_null(
         profile.support,
@@ -257,18 +265,14 @@ def batch_free_nulls(reference: Reference, config: DriftConfig) -> list[Callable
     """What `compare` will need that does not depend on the batch and the reference does
     not already hold, as calls a streaming pass can make while chunks arrive: Wasserstein
     nulls (about 15 ms a column; cached, so `compare` then finds them)."""
-    nulls = {get_method(name).null for name in config.numerical_methods}
-    if not config.calibrated or "bridge" not in nulls:
+    if not config.needs_wasserstein_null:
         return []
     return [
         functools.partial(wasserstein_null_of, profile, config)
         for profile in reference.profiles.values()
         if isinstance(profile, NumericalProfile)
         and len(profile.support)
-        and not (
-            profile.wasserstein_null is not None
-            and profile.wasserstein_null.made_with(config.simulations, config.seed)
-        )
+        and _stored_null(profile, config) is None
     ]
 
 

@@ -309,10 +309,6 @@ class MultivariatePass:
         active = self.errors is not None or self.sample is not None
         return self.model.columns if active and self.model is not None else ()
 
-    def update(self, values: Mapping[str, np.ndarray | SortedColumn]) -> None:
-        if self.columns:
-            self.update_scores(self.model.scores(values))  # type: ignore[union-attr]
-
     def update_scores(self, scores: np.ndarray) -> None:
         """Add one chunk's centred normal scores, (rows, len(columns))."""
         if self.errors is not None:

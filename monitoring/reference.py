@@ -235,11 +235,9 @@ def _with_wasserstein_nulls(profiles: dict[str, Profile], drift: DriftConfig) ->
     threads, so that no batch evaluated against this reference has to."""
     from monitoring.parallel import blas_kept_to_one_thread, column_executor
     from monitoring.stats.calibration import wasserstein_null
-    from monitoring.stats.registry import get_method
 
-    bridge = any(get_method(m).null == "bridge" for m in drift.numerical_methods)
     numeric = [c for c, p in profiles.items() if isinstance(p, NumericalProfile) and len(p.support)]
-    if not drift.calibrated or not bridge or not numeric:
+    if not drift.needs_wasserstein_null or not numeric:
         return profiles
     pool = column_executor(0)
     try:
