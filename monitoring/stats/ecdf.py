@@ -129,13 +129,13 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
     """Two-sided p-value from Smirnov's limiting distribution.
 
     Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
-    `kstwo` at the effective size round(n m / (n + m)).
+    `kstwo` at the effective size round(n m / (n + m)), here from `kolmogorov.kstwo_sf`.
     """
-    from scipy import stats  # lazy: `monitoring.config` imports this module
+    from monitoring.stats.kolmogorov import kstwo_sf  # lazy: `monitoring.config` imports ecdf
 
     m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
     effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0
-    return float(np.clip(stats.kstwo.sf(statistic, effective), 0.0, 1.0))
+    return kstwo_sf(float(statistic), int(effective))
 
 
 def wasserstein_distance(

@@ -1,0 +1,122 @@
+"""Survival function of the two-sided one-sample KS statistic D_n, without `scipy.stats`.
+
+`scipy.stats.kstwo.sf(d, n)` is the reference: it follows Simard & L'Ecuyer (2011),
+"Computing the Two-Sided Kolmogorov-Smirnov Distribution". Importing `scipy.stats` costs
+0.4-0.7 s, a fifth of a whole 1M-row evaluation, for one function. For the sizes that
+streamed batches have (n > 140), the same paper's two large-n formulas need only
+`scipy.special`:
+
+- n d^2 >= 2.2: P(D_n >= d) = 2 P(D_n+ >= d), the one-sided exact tail (Birnbaum &
+  Tingey's sum); the two one-sided events almost never happen together there;
+- otherwise 1 - the Pelz-Good (1976) expansion of P(D_n <= d) in powers of 1/sqrt(n).
+
+They are the ones `kstwo` itself picks in those regions. Everywhere else (n <= 140, d at
+most 1/n, or the tiny-d region where Simard & L'Ecuyer use Durbin's matrix) this module
+defers to `kstwo`, importing `scipy.stats` then.
+
+The one-sided tail is summed here in log space, in one vectorised pass:
+`scipy.special.smirnov` sums the same n terms in a scalar loop, 0.17 s at n = 90,000 and
+1.9 s at n = 10^6, for each drifted column. Here: 13 ms and 0.15 s, equal within 1e-9
+relative. `tests/test_stats.py` checks `kstwo_sf` against `kstwo.sf` on a grid of n and d.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+_SMALL_N = 140  # up to here kstwo uses exact recursions
+_ONE_SIDED_FROM = 2.2  # n d^2 from which 2 * smirnov is used
+_ZERO_FROM = 370.0  # n d^2 from which the tail is below double precision
+_DURBIN_N, _DURBIN_NX = 100_000, 1.4  # kstwo's Durbin-matrix region: n <= 1e5, n d^1.5 <= 1.4
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_PI2 = math.pi**2
+
+
+def kstwo_sf(d: float, n: int) -> float:
+    """P(D_n >= d) for the two-sided one-sample KS statistic of a sample of size n."""
+    if d >= 1.0:
+        return 0.0
+    if d <= 0.0:
+        return 1.0
+    nd2 = n * d * d
+    if n <= _SMALL_N or n * d <= 1.0 or (n <= _DURBIN_N and n * d**1.5 <= _DURBIN_NX):
+        return _scipy_kstwo_sf(d, n)
+    if nd2 >= _ZERO_FROM:
+        return 0.0
+    if nd2 >= _ONE_SIDED_FROM:
+        return _clip(2.0 * smirnov_sf(n, d))
+    return _clip(1.0 - _pelz_good_cdf(d, n))
+
+
+def smirnov_sf(n: int, d: float) -> float:
+    """P(D_n+ >= d), the exact one-sided tail (`scipy.special.smirnov(n, d)`), 0 < d < 1:
+
+        d * sum_{j=0}^{floor(n (1 - d))} C(n, j) (1 - d - j/n)^(n-j) (d + j/n)^(j-1)
+
+    (Birnbaum & Tingey 1951), with every term taken through its logarithm so that none
+    under- or overflows before the sum.
+    """
+    j = np.arange(0, math.floor(n * (1.0 - d)) + 1, dtype=np.float64)
+    with np.errstate(divide="ignore"):  # the last term is 0 when n (1 - d) is whole
+        log_terms = (
+            special.gammaln(n + 1.0)
+            - special.gammaln(j + 1.0)
+            - special.gammaln(n - j + 1.0)
+            + (n - j) * np.log1p(-d - j / n)
+            + (j - 1.0) * np.log(d + j / n)
+        )
+    top = float(np.max(log_terms))
+    return d * math.exp(top) * float(np.sum(np.exp(log_terms - top)))
+
+
+def _scipy_kstwo_sf(d: float, n: int) -> float:
+    from scipy import stats  # 0.4-0.7 s: only small n and edge cases get here
+
+    return _clip(float(stats.kstwo.sf(d, n)))
+
+
+def _clip(p: float) -> float:
+    return min(max(p, 0.0), 1.0)
+
+
+def _pelz_good_cdf(d: float, n: int) -> float:
+    """Pelz-Good: P(D_n <= d) ~ K0(z) + K1(z)/n^0.5 + K2(z)/n + K3(z)/n^1.5, z = d sqrt(n).
+
+    Each K_i is a theta-function series in q^(m^2), q = exp(-pi^2 / (8 z^2)), over odd m,
+    plus (K2, K3) a series over all k in exp(-pi^2 k^2 / (2 z^2)); terms past
+    m = 32 z / pi are below double precision.
+    """
+    z = d * math.sqrt(n)
+    z2 = z * z
+    terms = max(int(math.ceil(16.0 * z / math.pi)), 1)
+    k = np.arange(1, terms + 1, dtype=np.float64)
+    m2 = (2.0 * k - 1.0) ** 2
+    odd = np.exp(-_PI2 * m2 / (8.0 * z2))  # q^(m^2)
+    every = np.exp(-_PI2 * k * k / (2.0 * z2))
+
+    k0 = np.sum(odd) / z
+    k1 = np.sum((_PI2 * m2 / 4.0 - z2) * odd) / (6.0 * z**4)
+    k2 = np.sum(
+        (
+            6.0 * z**6
+            + 2.0 * z**4
+            + (2.0 * z**4 - 5.0 * z2) * _PI2 * m2 / 4.0
+            + _PI2**2 * (1.0 - 2.0 * z2) * m2**2 / 16.0
+        )
+        * odd
+    ) / (72.0 * z**7) - _PI2 * np.sum(k * k * every) / (36.0 * z**3)
+    k3 = np.sum(
+        (
+            -30.0 * z**6
+            - 90.0 * z**8
+            + _PI2 * (135.0 * z**4 - 96.0 * z**6) * m2 / 4.0
+            + _PI2**2 * (-60.0 * z2 + 212.0 * z**4) * m2**2 / 16.0
+            + _PI2**3 * (5.0 - 30.0 * z2) * m2**3 / 64.0
+        )
+        * odd
+    ) / (6480.0 * z**10) + _PI2 * np.sum((3.0 * z2 - _PI2 * k * k) * k * k * every) / (216.0 * z**6)
+    root = math.sqrt(n)
+    return float(_SQRT_2PI * (k0 + k1 / root + k2 / n + k3 / (n * root)))
