@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -204,9 +205,9 @@ class _CategoryCollector:
 
 
 def _numeric_profile(
-    column: str, role: str, collector: _NumericCollector, drift: DriftConfig
+    column: str, role: str, collector: _NumericCollector, drift: DriftConfig, values: np.ndarray
 ) -> NumericalProfile:
-    values = collector.values()
+    """`values` is `collector.values()`, concatenated once by the caller."""
     edges = quantile_edges(values, bins=drift.bins)
     sample = values
     if values.size > drift.max_support:
@@ -230,34 +231,25 @@ def _numeric_profile(
     )
 
 
-def _with_wasserstein_nulls(profiles: dict[str, Profile], drift: DriftConfig) -> dict[str, Profile]:
-    """Each numeric column's Wasserstein null (about 15 ms a column), simulated here once, in
-    threads, so that no batch evaluated against this reference has to."""
-    from monitoring.parallel import blas_kept_to_one_thread, column_executor
+def _submit_wasserstein_nulls(
+    pool: Executor, profiles: Mapping[str, Profile], drift: DriftConfig
+) -> dict[str, Future[BridgeNull]]:
+    """Each numeric column's Wasserstein null (about 15 ms a column), simulated once at fit,
+    so that no batch evaluated against this reference has to."""
     from monitoring.stats.calibration import wasserstein_null
 
-    numeric = [c for c, p in profiles.items() if isinstance(p, NumericalProfile) and len(p.support)]
-    if not drift.needs_wasserstein_null or not numeric:
-        return profiles
-    pool = column_executor(0)
-    try:
-        with blas_kept_to_one_thread(0):
-            tasks = {
-                c: pool.submit(
-                    wasserstein_null,
-                    profiles[c].support,  # type: ignore[union-attr]
-                    profiles[c].support_counts,  # type: ignore[union-attr]
-                    simulations=drift.simulations,
-                    seed=drift.seed,
-                )
-                for c in numeric
-            }
-            nulls = {c: task.result() for c, task in tasks.items()}
-    finally:
-        pool.shutdown(wait=True)
+    if not drift.needs_wasserstein_null:
+        return {}
     return {
-        c: dataclasses.replace(p, wasserstein_null=nulls[c]) if c in nulls else p  # type: ignore[type-var]
+        c: pool.submit(
+            wasserstein_null,
+            p.support,
+            p.support_counts,
+            simulations=drift.simulations,
+            seed=drift.seed,
+        )
         for c, p in profiles.items()
+        if isinstance(p, NumericalProfile) and len(p.support)
     }
 
 
@@ -429,7 +421,43 @@ def _assemble(
     numerical_given: bool,
     sample: pd.DataFrame | None = None,
 ) -> Reference:
-    profiles: dict[str, Profile] = {}
+    """The reference from the collected columns. Numeric profiles are made in a thread pool,
+    and the Wasserstein nulls (the longest part) simulated there while the main thread fits
+    the anomaly and reconstruction models: numpy releases the GIL in both."""
+    from monitoring.parallel import blas_kept_to_one_thread, column_executor
+
+    pool = column_executor(0)
+    try:
+        with blas_kept_to_one_thread(0):
+            return _assemble_in(
+                pool,
+                schema,
+                numeric,
+                categorical,
+                n_rows,
+                drift,
+                source,
+                notes,
+                numerical_given,
+                sample,
+            )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _assemble_in(
+    pool: Executor,
+    schema: Schema,
+    numeric: dict[str, _NumericCollector],
+    categorical: dict[str, _CategoryCollector],
+    n_rows: int,
+    drift: DriftConfig,
+    source: str,
+    notes: list[str],
+    numerical_given: bool,
+    sample: pd.DataFrame | None,
+) -> Reference:
+    numeric_tasks: dict[str, Future[NumericalProfile]] = {}
     dropped: list[str] = []
     for column, collector in numeric.items():
         values = collector.values()
@@ -444,7 +472,10 @@ def _assemble(
             notes.append(f"column {column!r} is constant in the reference: not monitored")
             dropped.append(column)
             continue
-        profiles[column] = _numeric_profile(column, _role(schema, column), collector, drift)
+        role = _role(schema, column)
+        numeric_tasks[column] = pool.submit(
+            _numeric_profile, column, role, collector, drift, values
+        )
     label_columns = {c for c in (schema.target, schema.prediction) if c}
     classes: tuple[str, ...] = ()
     if schema.task == "classification":
@@ -452,6 +483,7 @@ def _assemble(
         for column in label_columns & set(categorical):
             seen |= set(categorical[column].counts)
         classes = tuple(sorted(seen))
+    categorical_profiles: dict[str, Profile] = {}
     for column, collector in categorical.items():
         if not collector.counts:
             raise InvalidValueError(f"reference column {column!r} is entirely missing")
@@ -460,8 +492,10 @@ def _assemble(
         else:
             vocabulary = _vocabulary(collector.counts, drift.max_categories)
         role = _role(schema, column)
-        profiles[column] = _categorical_profile(column, role, collector, vocabulary)
-    profiles = _with_wasserstein_nulls(profiles, drift)
+        categorical_profiles[column] = _categorical_profile(column, role, collector, vocabulary)
+    profiles: dict[str, Profile] = {c: task.result() for c, task in numeric_tasks.items()}
+    profiles.update(categorical_profiles)
+    nulls = _submit_wasserstein_nulls(pool, profiles, drift)
     if dropped:
         schema = dataclasses.replace(
             schema,
@@ -481,7 +515,13 @@ def _assemble(
         anomaly=_anomaly_model(profiles, sample, drift, notes),
         multivariate=_multivariate_model(profiles, sample, drift, notes),
     )
-    return dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
+    # The id leaves the nulls out (derived data), so it is taken before they are in.
+    reference = dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
+    with_nulls = {
+        c: dataclasses.replace(p, wasserstein_null=nulls[c].result()) if c in nulls else p  # type: ignore[type-var]
+        for c, p in profiles.items()
+    }
+    return dataclasses.replace(reference, profiles=with_nulls)
 
 
 def _anomaly_model(
