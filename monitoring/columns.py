@@ -55,12 +55,31 @@ def label_values(series: pd.Series) -> pd.Series:
 def label_categories(series: pd.Series) -> pd.Categorical:
     """`label_values` as a Categorical: the same strings, hashed once per chunk, so that
     later lookups (class checks, performance) read integer codes instead of text."""
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    names = _distinct_label_values(pd.Series(uniques))
+    codes, uniques = _factorized(series)
+    names = _distinct_label_values(uniques)
     # Two values may print alike (1 and 1.0) and inf prints as missing: factorise again.
     name_codes, categories = pd.factorize(names, use_na_sentinel=True)
     codes = np.append(name_codes, -1)[codes]
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+
+
+def _factorized(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Per value the index of its distinct value (-1 if missing), and the distinct values.
+
+    A Categorical (Parquet string columns are read dictionary-encoded) has both already:
+    its codes are used as they are, without hashing the chunk again; categories that no
+    row uses are dropped, as `pd.factorize` would never list them.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.intp)
+        categories = series.cat.categories
+        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+        if not used.all():
+            renumbered = np.append(np.cumsum(used) - 1, -1)
+            codes, categories = renumbered[codes], categories[used]
+        return codes, pd.Series(categories)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    return codes, pd.Series(uniques)
 
 
 def _distinct_label_values(series: pd.Series) -> pd.Series:
@@ -102,11 +121,11 @@ def label_codes(series: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
     Factorises first, so only the distinct values are normalised (as `label_values` does)
     and looked up: fast on long columns with few categories.
     """
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes, uniques = _factorized(series)
     size = len(vocabulary)
     if len(uniques) == 0:
         return np.full(len(series), size + 1, dtype=np.int64)
-    names = _distinct_label_values(pd.Series(uniques)).astype(str)
+    names = _distinct_label_values(uniques).astype(str)
     lookup = pd.Index(list(vocabulary)).get_indexer(names)
     lookup = np.where(lookup < 0, size, lookup)
     return np.where(codes < 0, size + 1, lookup[np.maximum(codes, 0)]).astype(np.int64)

@@ -171,7 +171,7 @@ class _ParquetSink(_Sink):
         import pyarrow.parquet as pq
 
         try:
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            table = _decoded(pa.Table.from_pandas(chunk, preserve_index=False))
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise SourceError(f"rows from {row} cannot be written to Parquet: {exc}") from exc
         if self._writer is None or self._schema is None:
@@ -225,6 +225,18 @@ class _ParquetSink(_Sink):
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Categorical columns (Parquet sources read strings so) written as their values: each
+    chunk has its own dictionary, and the file keeps the plain types it was read with."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            plain = table.column(index).cast(field.type.value_type)
+            table = table.set_column(index, pa.field(field.name, plain.type), plain)
+    return table
 
 
 def _cast(table: pa.Table, schema: pa.Schema) -> tuple[list[Any], dict[str, Exception]]:

@@ -179,6 +179,20 @@ def test_parquet_gives_an_all_null_column_the_type_seen_later(out_dir: Path) -> 
     assert [p.name for p in out_dir.iterdir()] == ["late.parquet"]
 
 
+def test_parquet_writes_categorical_chunks_as_their_values(out_dir: Path) -> None:
+    # A Parquet source reads strings dictionary-encoded; each chunk has its own categories.
+    first = pd.DataFrame({"c": pd.Categorical(["a", None]), "id": [0, 1]})
+    second = pd.DataFrame({"c": pd.Categorical(["b"] * 200 + [str(i) for i in range(200)])})
+    second["id"] = range(2, 402)
+
+    export_source(ListSource(first, second), out_dir / "strings.parquet")
+
+    table = pq.read_table(out_dir / "strings.parquet")
+    written = table.schema.field("c").type
+    assert pa.types.is_string(written) or pa.types.is_large_string(written), written
+    assert table.column("c").to_pylist() == ["a", None, *second["c"].astype(str)]
+
+
 def test_parquet_widens_int_to_float(out_dir: Path) -> None:
     source = ListSource(pd.DataFrame({"x": [1, 2]}), pd.DataFrame({"x": [2.5]}))
 

@@ -166,7 +166,25 @@ def test_chunks_concatenate_to_the_data(
     chunks = list(build(tmp_path, FRAME, stack).iter_chunks(chunk_size))
 
     assert max(len(chunk) for chunk in chunks) <= chunk_size
-    pd.testing.assert_frame_equal(pd.concat(chunks), FRAME)  # index = row position too
+    decoded = pd.concat([_decoded(chunk) for chunk in chunks])
+    pd.testing.assert_frame_equal(decoded, FRAME)  # index = row position too
+
+
+def _decoded(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Categorical columns (Parquet strings are read dictionary-encoded) as their values."""
+    categorical = [c for c in chunk.columns if isinstance(chunk[c].dtype, pd.CategoricalDtype)]
+    return chunk.astype({c: chunk[c].cat.categories.dtype for c in categorical})
+
+
+def test_parquet_strings_come_as_categoricals_of_the_same_values(tmp_path: Path) -> None:
+    path = tmp_path / "batch.parquet"
+    FRAME.to_parquet(path, index=False)
+    strings = [c for c in FRAME.columns if pd.api.types.is_string_dtype(FRAME[c])]
+
+    for chunk in ParquetSource(path).iter_chunks(4):
+        assert strings and all(chunk[c].dtype == "category" for c in strings)
+        original = FRAME.loc[chunk.index, strings]
+        pd.testing.assert_frame_equal(_decoded(chunk)[strings], original)
 
 
 @pytest.mark.parametrize("build", BUILDERS)
@@ -277,7 +295,7 @@ def test_property_chunks_rebuild_any_frame(
 
     assert len(chunks) == math.ceil(len(df) / chunk_size)
     assert all(len(chunk) <= chunk_size for chunk in chunks)
-    pd.testing.assert_frame_equal(pd.concat(chunks), df)
+    pd.testing.assert_frame_equal(pd.concat([_decoded(chunk) for chunk in chunks]), df)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------

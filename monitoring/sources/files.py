@@ -145,13 +145,12 @@ class ParquetSource(_FileSource):
 
     def _chunks(self, chunk_size: int, start: int) -> Iterator[pd.DataFrame]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         _require_file(self._path)
         try:
             # pre_buffer=False: the default keeps every row group's bytes until the file is
             # closed, so memory would grow with the file instead of staying at one chunk.
-            parquet = pq.ParquetFile(self._path, pre_buffer=False)
+            parquet = open_parquet_file(self._path, pre_buffer=False)
         except pa.ArrowMemoryError:
             raise
         except (pa.ArrowException, OSError) as exc:
@@ -169,6 +168,23 @@ class ParquetSource(_FileSource):
                 raise  # out of memory is not a corrupt file
             except (pa.ArrowException, OSError) as exc:
                 raise SourceError(f"{self._path}: corrupt Parquet data: {exc}") from exc
+
+
+def open_parquet_file(path: Path, **options: Any) -> Any:
+    """``pyarrow.parquet.ParquetFile(path, **options)`` with its string columns read
+    dictionary-encoded, so that pandas gets them as Categorical with the same values.
+
+    Parquet stores such columns as a dictionary and codes already; reading them so skips
+    building Python strings and hashing them again in every chunk (categories, labels).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)  # the footer only
+    strings = [
+        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    return pq.ParquetFile(path, read_dictionary=strings or None, **options)
 
 
 class FolderSource(_FileSource):

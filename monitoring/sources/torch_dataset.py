@@ -53,7 +53,13 @@ from monitoring.sources.base import (
     check_chunk_size,
     number_rows,
 )
-from monitoring.sources.files import CsvSource, FolderSource, ParquetSource, file_format
+from monitoring.sources.files import (
+    CsvSource,
+    FolderSource,
+    ParquetSource,
+    file_format,
+    open_parquet_file,
+)
 from monitoring.sources.sql import SqlSource
 
 __all__ = ["Chunk", "ChunkDataset", "LoaderSource", "chunk_loader"]
@@ -458,12 +464,11 @@ def _first_columns(members: Sequence[CsvSource | ParquetSource]) -> list[Any]:
 def _open_parquet(path: Path) -> Any:
     """``pyarrow.parquet.ParquetFile(path)``, its failures as SourceError naming the file."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if not path.is_file():
         raise SourceError(f"file not found: {path}" if not path.exists() else f"not a file: {path}")
     try:
-        return pq.ParquetFile(path)
+        return open_parquet_file(path)
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file: {exc}") from exc
 
