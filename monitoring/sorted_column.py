@@ -22,9 +22,13 @@ class SortedColumn:
 
     def __init__(self, values: np.ndarray):
         self.values = np.asarray(values, dtype=np.float64)
-        order = np.argsort(self.values)  # NaN sorts last
-        n_present = len(self.values) - int(np.count_nonzero(np.isnan(self.values)))
-        self.order = order[:n_present]
+        missing = np.isnan(self.values)
+        if missing.any():
+            # numpy's vectorised argsort gives up on NaN (3x slower): sort the rest only.
+            present = np.flatnonzero(~missing)
+            self.order = present[np.argsort(self.values[present])]
+        else:
+            self.order = np.argsort(self.values)
         self.sorted = self.values[self.order]
         self._codes: tuple[np.ndarray, np.ndarray] | None = None
 
