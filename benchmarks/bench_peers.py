@@ -803,6 +803,17 @@ def stream(
     return measures, batch
 
 
+def byte_compile_ours() -> None:
+    """Byte-compile our package once, as pip does for the peers' wheels when it installs
+    them. Ours is an editable install: without this, and with PYTHONDONTWRITEBYTECODE set
+    (as on our CI machines), every child would compile it from source (about 0.13 s)."""
+    import compileall
+
+    import monitoring
+
+    compileall.compile_dir(Path(monitoring.__file__).parent, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.workdir is None:
@@ -817,6 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("MLFLOW_TRACKING_URI", None)  # ours in-process logs nothing; the CLI gets its own
     ours_version = bench_evaluate.metadata.version("monitoring")
     measured = git_commit()
+    byte_compile_ours()
 
     peers = peers_for(args)
     for peer in peers:
