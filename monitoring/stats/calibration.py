@@ -177,6 +177,16 @@ def wasserstein_null(
     return _wasserstein_null(u.tobytes(), c.tobytes(), len(u), simulations, seed)
 
 
+@lru_cache(maxsize=2)
+def _standard_normals(seed: int, m: int, size: int, simulations: int, steps: int) -> np.ndarray:
+    """The draws of `default_rng([seed, m, size])` for one null (read-only). Columns with
+    the same row count and support size (continuous columns without missing values) draw
+    the same numbers: kept once, they are generated once (16 ms each) instead of per column."""
+    draws = np.random.default_rng([seed, m, size]).standard_normal((simulations, steps))
+    draws.setflags(write=False)
+    return draws
+
+
 @lru_cache(maxsize=1024)
 def _wasserstein_null(
     support_bytes: bytes, counts_bytes: bytes, size: int, simulations: int, seed: int
@@ -194,12 +204,12 @@ def _wasserstein_null(
         level = np.bincount(group, weights=widths * levels, minlength=BRIDGE_GRID)
         keep = weight > 0
         levels, widths = level[keep] / weight[keep], weight[keep]
-    rng = np.random.default_rng([seed, m, size])
     if len(levels) == 0:
         return BridgeNull(np.zeros(simulations), m, simulations, seed)
     # B(t) = W(t) - t W(1) at the sorted levels, from independent Gaussian increments.
     steps = np.diff(np.concatenate(([0.0], levels, [1.0])))
-    walk = np.cumsum(rng.standard_normal((simulations, len(steps))) * np.sqrt(steps), axis=1)
+    normals = _standard_normals(seed, m, size, simulations, len(steps))
+    walk = np.cumsum(normals * np.sqrt(steps), axis=1)
     bridge = walk[:, :-1] - levels * walk[:, -1:]
     values = np.sort(np.abs(bridge) @ widths)
     return BridgeNull(values, m, simulations, seed)
