@@ -69,6 +69,18 @@ def column_executor(setting: int) -> Executor:
     return ThreadPoolExecutor(threads, thread_name_prefix="monitoring-column")
 
 
+@contextmanager
+def column_pool(setting: int) -> Iterator[Executor]:
+    """`column_executor` with BLAS held to one thread while it is open; tasks not started
+    when the block ends (on an error) are dropped."""
+    pool = column_executor(setting)
+    try:
+        with blas_kept_to_one_thread(setting):
+            yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class NoReadAhead(Generic[T]):
     """`ReadAhead`'s interface without a thread (`evaluation.threads = 1`)."""
 

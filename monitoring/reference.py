@@ -156,11 +156,14 @@ class _NumericCollector:
     def values(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.empty(0)
 
-    def segment_errors(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Error sums and counts per bin, then for missing values (rows with an error)."""
+    def segment_errors(
+        self, edges: np.ndarray, values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Error sums and counts per bin, then for missing values (rows with an error);
+        `values` is `self.values()`."""
         if not self.error_parts:
             return None
-        values, errors = self.values(), np.concatenate(self.error_parts)
+        errors = np.concatenate(self.error_parts)
         known = ~np.isnan(errors)
         index = np.searchsorted(edges, values[known], side="right")
         size = len(edges) + 1
@@ -214,7 +217,7 @@ def _numeric_profile(
         rng = np.random.default_rng(drift.seed)
         sample = rng.choice(values, size=drift.max_support, replace=False)
     support, support_counts = np.unique(sample, return_counts=True)
-    segments = collector.segment_errors(edges)
+    segments = collector.segment_errors(edges, values)
     return NumericalProfile(
         column=column,
         role=role,
@@ -234,7 +237,7 @@ def _numeric_profile(
 def _submit_wasserstein_nulls(
     pool: Executor, profiles: Mapping[str, Profile], drift: DriftConfig
 ) -> dict[str, Future[BridgeNull]]:
-    """Each numeric column's Wasserstein null (about 15 ms a column), simulated once at fit,
+    """Each numeric column's Wasserstein null (15-40 ms a column), simulated once at fit,
     so that no batch evaluated against this reference has to."""
     from monitoring.stats.calibration import wasserstein_null
 
@@ -424,104 +427,75 @@ def _assemble(
     """The reference from the collected columns. Numeric profiles are made in a thread pool,
     and the Wasserstein nulls (the longest part) simulated there while the main thread fits
     the anomaly and reconstruction models: numpy releases the GIL in both."""
-    from monitoring.parallel import blas_kept_to_one_thread, column_executor
+    from monitoring.parallel import column_pool
 
-    pool = column_executor(0)
-    try:
-        with blas_kept_to_one_thread(0):
-            return _assemble_in(
-                pool,
-                schema,
-                numeric,
-                categorical,
-                n_rows,
-                drift,
-                source,
-                notes,
-                numerical_given,
-                sample,
+    with column_pool(0) as pool:
+        numeric_tasks: dict[str, Future[NumericalProfile]] = {}
+        dropped: list[str] = []
+        for column, collector in numeric.items():
+            values = collector.values()
+            if values.size == 0:
+                raise InvalidValueError(f"reference column {column!r} is entirely missing")
+            if values.min() == values.max() and _role(schema, column) == FEATURE:
+                if numerical_given:
+                    raise SchemaError(
+                        f"reference column {column!r} is constant ({values[0].item()!r} in "
+                        "every row): drift on it cannot be scaled; remove it from the "
+                        "numerical features"
+                    )
+                notes.append(f"column {column!r} is constant in the reference: not monitored")
+                dropped.append(column)
+                continue
+            role = _role(schema, column)
+            numeric_tasks[column] = pool.submit(
+                _numeric_profile, column, role, collector, drift, values
             )
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _assemble_in(
-    pool: Executor,
-    schema: Schema,
-    numeric: dict[str, _NumericCollector],
-    categorical: dict[str, _CategoryCollector],
-    n_rows: int,
-    drift: DriftConfig,
-    source: str,
-    notes: list[str],
-    numerical_given: bool,
-    sample: pd.DataFrame | None,
-) -> Reference:
-    numeric_tasks: dict[str, Future[NumericalProfile]] = {}
-    dropped: list[str] = []
-    for column, collector in numeric.items():
-        values = collector.values()
-        if values.size == 0:
-            raise InvalidValueError(f"reference column {column!r} is entirely missing")
-        if values.min() == values.max() and _role(schema, column) == FEATURE:
-            if numerical_given:
-                raise SchemaError(
-                    f"reference column {column!r} is constant ({values[0].item()!r} in every row): "
-                    "drift on it cannot be scaled; remove it from the numerical features"
-                )
-            notes.append(f"column {column!r} is constant in the reference: not monitored")
-            dropped.append(column)
-            continue
-        role = _role(schema, column)
-        numeric_tasks[column] = pool.submit(
-            _numeric_profile, column, role, collector, drift, values
+        label_columns = {c for c in (schema.target, schema.prediction) if c}
+        classes: tuple[str, ...] = ()
+        if schema.task == "classification":
+            seen: set[str] = set(schema.prediction_scores)
+            for column in label_columns & set(categorical):
+                seen |= set(categorical[column].counts)
+            classes = tuple(sorted(seen))
+        categorical_profiles: dict[str, Profile] = {}
+        for column, collector in categorical.items():
+            if not collector.counts:
+                raise InvalidValueError(f"reference column {column!r} is entirely missing")
+            if column in label_columns and classes:
+                vocabulary = classes
+            else:
+                vocabulary = _vocabulary(collector.counts, drift.max_categories)
+            role = _role(schema, column)
+            categorical_profiles[column] = _categorical_profile(column, role, collector, vocabulary)
+        profiles: dict[str, Profile] = {c: task.result() for c, task in numeric_tasks.items()}
+        profiles.update(categorical_profiles)
+        nulls = _submit_wasserstein_nulls(pool, profiles, drift)
+        if dropped:
+            schema = dataclasses.replace(
+                schema,
+                numerical=tuple(c for c in schema.numerical if c not in dropped),
+                ignored=schema.ignored + tuple(dropped),
+            )
+        reference = Reference(
+            schema=schema,
+            profiles=profiles,
+            n_rows=n_rows,
+            classes=classes,
+            bins=drift.bins,
+            smoothing=float(drift.smoothing),
+            max_categories=drift.max_categories,
+            source=source,
+            notes=tuple(notes),
+            anomaly=_anomaly_model(profiles, sample, drift, notes),
+            multivariate=_multivariate_model(profiles, sample, drift, notes),
         )
-    label_columns = {c for c in (schema.target, schema.prediction) if c}
-    classes: tuple[str, ...] = ()
-    if schema.task == "classification":
-        seen: set[str] = set(schema.prediction_scores)
-        for column in label_columns & set(categorical):
-            seen |= set(categorical[column].counts)
-        classes = tuple(sorted(seen))
-    categorical_profiles: dict[str, Profile] = {}
-    for column, collector in categorical.items():
-        if not collector.counts:
-            raise InvalidValueError(f"reference column {column!r} is entirely missing")
-        if column in label_columns and classes:
-            vocabulary = classes
-        else:
-            vocabulary = _vocabulary(collector.counts, drift.max_categories)
-        role = _role(schema, column)
-        categorical_profiles[column] = _categorical_profile(column, role, collector, vocabulary)
-    profiles: dict[str, Profile] = {c: task.result() for c, task in numeric_tasks.items()}
-    profiles.update(categorical_profiles)
-    nulls = _submit_wasserstein_nulls(pool, profiles, drift)
-    if dropped:
-        schema = dataclasses.replace(
-            schema,
-            numerical=tuple(c for c in schema.numerical if c not in dropped),
-            ignored=schema.ignored + tuple(dropped),
-        )
-    reference = Reference(
-        schema=schema,
-        profiles=profiles,
-        n_rows=n_rows,
-        classes=classes,
-        bins=drift.bins,
-        smoothing=float(drift.smoothing),
-        max_categories=drift.max_categories,
-        source=source,
-        notes=tuple(notes),
-        anomaly=_anomaly_model(profiles, sample, drift, notes),
-        multivariate=_multivariate_model(profiles, sample, drift, notes),
-    )
-    # The id leaves the nulls out (derived data), so it is taken before they are in.
-    reference = dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
-    with_nulls = {
-        c: dataclasses.replace(p, wasserstein_null=nulls[c].result()) if c in nulls else p  # type: ignore[type-var]
-        for c, p in profiles.items()
-    }
-    return dataclasses.replace(reference, profiles=with_nulls)
+        # The id leaves the nulls out (derived data), so it is taken before they are in.
+        reference = dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))
+        with_nulls = {
+            c: dataclasses.replace(p, wasserstein_null=nulls[c].result()) if c in nulls else p  # type: ignore[type-var]
+            for c, p in profiles.items()
+        }
+        return dataclasses.replace(reference, profiles=with_nulls)
 
 
 def _anomaly_model(

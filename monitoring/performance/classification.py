@@ -104,8 +104,8 @@ def read_scores(scores: npt.ArrayLike, n_rows: int, classes: Sequence[str]) -> n
         )
     # min and max are NaN if any value is, so this one check lets only valid scores pass.
     valid = prob.size == 0 or (float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0)
-    bad = np.empty((0, 2)) if valid else np.argwhere(~((prob >= 0.0) & (prob <= 1.0)))
-    if bad.size:
+    if not valid:
+        bad = np.argwhere(~((prob >= 0.0) & (prob <= 1.0)))
         row, col = (int(i) for i in bad[0])
         raise InvalidValueError(
             f"`scores` has {float(prob[row, col])!r} at position {row}, "

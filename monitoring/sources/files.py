@@ -180,11 +180,13 @@ def open_parquet_file(path: Path, **options: Any) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)  # the footer only
+    metadata = pq.read_metadata(path)  # the footer, read once: ParquetFile reuses it
     strings = [
-        f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        f.name
+        for f in metadata.schema.to_arrow_schema()
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
-    return pq.ParquetFile(path, read_dictionary=strings or None, **options)
+    return pq.ParquetFile(path, metadata=metadata, read_dictionary=strings or None, **options)
 
 
 class FolderSource(_FileSource):

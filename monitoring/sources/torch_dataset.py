@@ -462,7 +462,7 @@ def _first_columns(members: Sequence[CsvSource | ParquetSource]) -> list[Any]:
 
 
 def _open_parquet(path: Path) -> Any:
-    """``pyarrow.parquet.ParquetFile(path)``, its failures as SourceError naming the file."""
+    """`files.open_parquet_file(path)`, its failures as SourceError naming the file."""
     import pyarrow as pa
 
     if not path.is_file():
