@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.columns import label_values, numeric_values
+from monitoring.columns import label_codes, numeric_values
 from monitoring.errors import ColumnNotFoundError, ConfigError, EmptyBatchError, InvalidValueError
 from monitoring.reference import CategoricalProfile, NumericalProfile
 from monitoring.stats.divergence import DEFAULT_SMOOTHING, smoothed_proportions
@@ -253,12 +253,10 @@ def _feature_surprisal(feature: FeatureSurprise, series: pd.Series) -> np.ndarra
             high_scale=feature.high_scale,
             missing_surprisal=feature.missing_surprisal,
         )
-    return categorical_surprisal(
-        label_values(series),
-        vocabulary=feature.vocabulary,
-        surprisal=feature.surprisal,
-        missing_surprisal=feature.missing_surprisal,
-    )
+    # `categorical_surprisal` on the integer codes: the strings are normalised per
+    # distinct value (a Parquet column's dictionary), not per row.
+    codes = label_codes(series, feature.vocabulary)  # unseen: len(vocabulary); missing: + 1
+    return np.append(feature.surprisal, feature.missing_surprisal)[codes]
 
 
 def surprise_matrix(frame: pd.DataFrame, features: tuple[FeatureSurprise, ...]) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from monitoring.columns import label_values, numeric_values, score_matrix
+from monitoring.columns import label_categories, label_values, numeric_values, score_matrix
 from monitoring.config import DriftConfig, SchemaConfig
 from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.schema import Schema, check_columns, infer_schema
@@ -182,16 +182,27 @@ class _CategoryCollector:
         self.has_errors = False
         self.n_missing = 0
 
-    def add(self, values: pd.Series, errors: np.ndarray | None = None) -> None:
-        self.n_missing += int(values.isna().sum())
-        self.counts.update(values.dropna().value_counts().to_dict())
-        if errors is not None:
-            self.has_errors = True
-            keys = values.astype(object).where(values.notna(), MISSING_KEY).to_numpy()
-            known = ~np.isnan(errors)
-            grouped = pd.Series(errors[known]).groupby(keys[known])
-            self.error_sums.update(grouped.sum().to_dict())
-            self.error_counts.update(grouped.size().to_dict())
+    def add(self, labels: pd.Categorical, errors: np.ndarray | None = None) -> None:
+        """Add one chunk's labels (`columns.label_categories`): counted on their integer
+        codes, not on the strings. Error sums are pandas' (compensated) group sums in row
+        order, entered in the order of the category names, as a groupby on the strings
+        would: the fitted numbers, and so the reference id, do not depend on this shortcut."""
+        codes = np.asarray(labels.codes, dtype=np.intp)
+        names = labels.categories
+        present = codes >= 0
+        self.n_missing += int(codes.size - np.count_nonzero(present))
+        tally = np.bincount(codes[present], minlength=len(names))
+        self.counts.update({names[i]: int(tally[i]) for i in np.flatnonzero(tally)})
+        if errors is None:
+            return
+        self.has_errors = True
+        known = ~np.isnan(errors)
+        grouped = pd.Series(errors[known]).groupby(codes[known])
+        sums, sizes = grouped.sum(), grouped.size()
+        keys = [MISSING_KEY if code < 0 else names[code] for code in sums.index]
+        for key, total, size in sorted(zip(keys, sums.to_numpy(), sizes.to_numpy(), strict=True)):
+            self.error_sums[key] += float(total)
+            self.error_counts[key] += int(size)
 
     def segment_errors(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         """Error sums and counts per category, the unseen bucket, then missing values."""
@@ -316,7 +327,7 @@ def fit_reference_chunks(
         for column in label_columns:
             own = errors if column in features else None
             categorical.setdefault(column, _CategoryCollector()).add(
-                label_values(chunk[column]), own
+                label_categories(chunk[column]), own
             )
         sample.add(chunk[[c for c in resolved.features if c in chunk.columns]])
         n_rows += len(chunk)
