@@ -31,12 +31,22 @@ class Scorer(Protocol):
 
 
 class WorstSamples:
-    """Keeps the top-k rows by error across chunks, scored for anomaly when a scorer is given."""
+    """Keeps the top-k rows by error across chunks, scored for anomaly when a scorer is given.
 
-    def __init__(self, k: int, scorer: Scorer | None = None) -> None:
+    Rows that can still enter the top k wait unscored in `_pending`; they are scored and
+    cut to k (`_compact`) only when more than `pending_limit` of them wait, or at the end.
+    With continuous errors (scores, regression) a few rows per chunk qualify, so scoring
+    runs once per batch instead of once per chunk; with tied errors (hard labels) a chunk
+    can hold thousands of rows tied at the k-th error, and the limit keeps memory O(k).
+    """
+
+    def __init__(self, k: int, scorer: Scorer | None = None, pending_limit: int = 0) -> None:
         self.k = k
         self.scorer = scorer
-        self._kept: pd.DataFrame | None = None
+        self.pending_limit = max(pending_limit, 4 * k, 1000)
+        self._kept: pd.DataFrame | None = None  # <= k rows, scored
+        self._pending: list[pd.DataFrame] = []  # candidates not scored yet
+        self._errors = np.empty(0)  # errors of the kept and the pending rows
 
     def update(self, rows: pd.DataFrame, errors: np.ndarray, *, offset: int) -> None:
         """Offer one chunk: `rows` (the columns to keep) and its per-row error (NaN = none)."""
@@ -44,8 +54,8 @@ class WorstSamples:
             return
         errors = np.asarray(errors, dtype=np.float64)
         keep = ~np.isnan(errors)
-        if self._kept is not None and len(self._kept) == self.k:
-            keep &= errors >= self._kept[ERROR].min()  # others cannot get in
+        if self._errors.size >= self.k:
+            keep &= errors >= self._floor()  # others cannot get in
         index = np.flatnonzero(keep)
         if index.size == 0:
             return
@@ -53,18 +63,35 @@ class WorstSamples:
         offered = errors[index]
         floor = -np.partition(-offered, min(self.k, index.size) - 1)[min(self.k, index.size) - 1]
         index = index[offered >= floor]
-        candidates = (
+        self._pending.append(
             rows.iloc[index]
             .reset_index(drop=True)
             .assign(**{ROW: offset + index, ERROR: errors[index]})
         )
-        candidates = self._score(candidates)
+        self._errors = np.concatenate([self._errors, errors[index]])
+        if self._errors.size > self.pending_limit:
+            self._compact()
+
+    def _floor(self) -> float:
+        """The k-th highest error kept or pending: rows below it cannot enter the top k."""
+        return float(-np.partition(-self._errors, self.k - 1)[self.k - 1])
+
+    def _compact(self) -> None:
+        """Score the pending rows that can still enter, and keep the top k of all."""
+        if not self._pending:
+            return
+        floor = self._floor() if self._errors.size >= self.k else -np.inf
+        pending = pd.concat(self._pending, ignore_index=True)
+        pending = pending[pending[ERROR].to_numpy() >= floor].reset_index(drop=True)
+        candidates = self._score(pending)
         merged = (
             candidates
             if self._kept is None
             else pd.concat([self._kept, candidates], ignore_index=True)
         )
         self._kept = _top(merged, self.k)
+        self._pending = []
+        self._errors = self._kept[ERROR].to_numpy(dtype=np.float64)
 
     def _score(self, candidates: pd.DataFrame) -> pd.DataFrame:
         if self.scorer is None:
@@ -76,6 +103,7 @@ class WorstSamples:
         """The kept rows in order, with `row` (position in the batch), `error` and, when
         scored, `anomaly_score`, `anomalous` and `anomaly_features` first. Only the kept
         rows are explained, once, here."""
+        self._compact()
         if self._kept is None:
             return pd.DataFrame(columns=[ROW, ERROR])
         kept = self._kept
