@@ -256,8 +256,7 @@ class _Pass:
         if previous is not None:
             previous.result()
         if self.multivariate.columns:
-            matrix = np.column_stack([scores[c] for c in self.multivariate.columns])
-            self.multivariate.update_scores(matrix - self.multivariate.model.center)  # type: ignore[union-attr]
+            self.multivariate.update_scores([scores[c] for c in self.multivariate.columns])
         if errors is not None:
             self.segments.update(self._segment_codes(numeric, codes), errors)
 

@@ -224,6 +224,14 @@ def test_reconstruction_model_round_trips_and_streams(reference):
     np.testing.assert_allclose(again.errors(values), model.errors(values), rtol=1e-12)
     halves = [{c: v[:300] for c, v in values.items()}, {c: v[300:] for c, v in values.items()}]
     assert sum(model.errors(h).sum() for h in halves) == pytest.approx(model.errors(values).sum())
+    # The streaming pass stacks a chunk's scores one feature per row: same errors.
+    z = model.scores(values)
+    np.testing.assert_allclose(
+        model.errors_of_columns(np.ascontiguousarray(z.T)),
+        model.errors_of_scores(z),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 def test_reconstruction_p_values_are_calibrated_over_fresh_references():
