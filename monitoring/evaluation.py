@@ -258,7 +258,7 @@ class _Pass:
         if self.multivariate.columns:
             self.multivariate.update_scores([scores[c] for c in self.multivariate.columns])
         if errors is not None:
-            self.segments.update(self._segment_codes(numeric, codes), errors)
+            self.segments.update(numeric, codes, errors)
 
     def _profile_column(
         self, column: str, series: pd.Series
@@ -280,16 +280,6 @@ class _Pass:
             model = self.multivariate.model
             scores = model.column_scores(model.columns.index(column), ordered)  # type: ignore[union-attr]
         return column, ordered, scores
-
-    def _segment_codes(
-        self, numeric: Mapping[str, SortedColumn], codes: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Per input feature, each row's segment: its reference bin or category."""
-        out = dict(codes)
-        for column in self.segments.profiles:
-            if column in numeric:
-                out[column] = numeric[column].bin_codes(self.reference.profiles[column].edges)  # type: ignore[union-attr]
-        return out
 
     def _kept_columns(self, chunk: pd.DataFrame) -> list[str]:
         wanted = [

@@ -15,6 +15,7 @@ import pandas as pd
 
 from monitoring.drift import bin_labels
 from monitoring.reference import FEATURE, Profile, Reference
+from monitoring.sorted_column import SortedColumn
 
 SEGMENT_COLUMNS = [
     "feature",
@@ -40,17 +41,30 @@ class SegmentErrors:
             c: np.zeros(len(p.counts) + 1, dtype=np.int64) for c, p in self.profiles.items()
         }
 
-    def update(self, codes: Mapping[str, np.ndarray], errors: np.ndarray) -> None:
-        """Add one chunk: each feature's segment codes (the profile's: bins or categories,
-        then missing) and the per-row error (NaN rows skipped)."""
+    def update(
+        self,
+        numeric: Mapping[str, SortedColumn],
+        codes: Mapping[str, np.ndarray],
+        errors: np.ndarray,
+    ) -> None:
+        """Add one chunk: per feature, its values sorted once (numeric: binned on the
+        profile's edges) or its category codes (the profile's categories, unseen, then
+        missing), and the per-row error (NaN rows skipped)."""
         known = ~np.isnan(errors)
+        every = bool(known.all())
+        known_errors = errors if every else errors[known]
         for column, profile in self.profiles.items():
-            if column not in codes:
+            if column in numeric:
+                sums, rows = numeric[column].bin_sums(profile.edges, errors)  # type: ignore[union-attr]
+            elif column in codes:
+                index = codes[column] if every else codes[column][known]
+                size = len(profile.counts) + 1
+                sums = np.bincount(index, weights=known_errors, minlength=size)
+                rows = np.bincount(index, minlength=size)
+            else:
                 continue
-            index = codes[column][known]
-            size = len(profile.counts) + 1
-            self.sums[column] += np.bincount(index, weights=errors[known], minlength=size)
-            self.rows[column] += np.bincount(index, minlength=size)
+            self.sums[column] += sums
+            self.rows[column] += rows
 
     def table(self) -> pd.DataFrame:
         """One row per (feature, segment) with rows; sorted by share of the batch error."""

@@ -7,7 +7,8 @@ order walks the table once. One argsort per column and chunk pays for itself sev
 times over, and turns the bin counts into one binary search per bin edge.
 
 Every result equals what the unsorted computation gives (`columns.bin_codes`,
-`np.interp`): only the order of the work changes.
+`np.interp`): only the order of the work changes. The error sums per bin (`bin_sums`, for
+the segment table) are added in sorted order, so they are equal up to rounding.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 class SortedColumn:
     """Float values of one chunk column (NaN = missing) and their sorted order."""
 
-    __slots__ = ("_codes", "order", "sorted", "values")
+    __slots__ = ("order", "sorted", "values")
 
     def __init__(self, values: np.ndarray):
         self.values = np.asarray(values, dtype=np.float64)
@@ -30,7 +31,6 @@ class SortedColumn:
         else:
             self.order = np.argsort(self.values)
         self.sorted = self.values[self.order]
-        self._codes: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -45,17 +45,29 @@ class SortedColumn:
         below = np.searchsorted(self.sorted, edges, side="left")
         return np.diff(np.concatenate(([0], below, [len(self.sorted)]))).astype(np.int64)
 
-    def bin_codes(self, edges: np.ndarray) -> np.ndarray:
-        """Per row, in the chunk's order: its bin, len(edges) + 1 if missing.
+    def bin_sums(self, edges: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per bin of `edges`, then for the missing values: the sum of `weights` (one per
+        row in the chunk's order, NaN = none) and how many rows have a weight.
 
-        Equal to `columns.bin_codes(values, edges)`; kept for the last `edges` asked."""
-        if self._codes is not None and self._codes[0] is edges:
-            return self._codes[1]
-        counts = self.bin_counts(edges)
-        codes = np.full(len(self.values), len(edges) + 1, dtype=np.int64)
-        codes[self.order] = np.repeat(np.arange(len(edges) + 1, dtype=np.int64), counts)
-        self._codes = (edges, codes)
-        return codes
+        Equal to `np.bincount` over `columns.bin_codes` (rows with a weight only), except
+        that each bin is summed in sorted order: equal up to rounding."""
+        w = weights[self.order]  # present values, in sorted order
+        per_bin = self.bin_counts(edges)
+        starts = np.concatenate(([0], np.cumsum(per_bin)[:-1]))
+        known = ~np.isnan(w)
+        if known.all():
+            rows = per_bin.copy()
+        else:
+            w = np.where(known, w, 0.0)
+            rows = np.add.reduceat(np.append(known, False).astype(np.int64), starts)
+            rows[per_bin == 0] = 0
+        # reduceat sums w[starts[i]:starts[i+1]]; the appended 0 lets a start equal n, and
+        # an empty bin (which reduceat gives one value of the next) is set to 0.
+        sums = np.add.reduceat(np.append(w, 0.0), starts)
+        sums[per_bin == 0] = 0.0
+        missing = weights[np.isnan(self.values)] if self.n_missing else np.empty(0)
+        missing = missing[~np.isnan(missing)]
+        return np.append(sums, missing.sum()), np.append(rows, missing.size).astype(np.int64)
 
     def interp(self, xp: np.ndarray, fp: np.ndarray, missing: float) -> np.ndarray:
         """`np.interp(values, xp, fp)` per row in the chunk's order; `missing` where NaN."""

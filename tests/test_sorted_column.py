@@ -33,13 +33,35 @@ IDS = ["continuous", "counts", "all-nan", "one", "empty"]
     [np.array([0.5, 1.0, 2.0, 3.0, 3.0, 7.5]), np.array([2.0]), np.array([], dtype=float)],
     ids=["repeated-edge", "one-edge", "no-edge"],
 )
-def test_bin_codes_and_counts_equal_the_unsorted_lookup(values, edges):
+def test_bin_counts_equal_the_unsorted_lookup(values, edges):
     column = SortedColumn(values)
     expected = bin_codes(values, edges)
-    np.testing.assert_array_equal(column.bin_codes(edges), expected)
     tally = np.bincount(expected, minlength=len(edges) + 2)
     np.testing.assert_array_equal(column.bin_counts(edges), tally[:-1])
     assert column.n_missing == tally[-1] == int(np.isnan(values).sum())
+
+
+@pytest.mark.parametrize("values", _cases(), ids=IDS)
+@pytest.mark.parametrize(
+    "edges",
+    [np.array([0.5, 1.0, 2.0, 3.0, 3.0, 7.5]), np.array([2.0]), np.array([], dtype=float)],
+    ids=["repeated-edge", "one-edge", "no-edge"],
+)
+@pytest.mark.parametrize("unknown", [0.0, 0.3, 1.0], ids=["all-weights", "some-nan", "no-weight"])
+def test_bin_sums_equal_a_bincount_over_the_bin_codes(values, edges, unknown):
+    rng = np.random.default_rng(5)
+    weights = rng.random(len(values))
+    weights[rng.random(len(values)) < unknown] = np.nan
+    known = ~np.isnan(weights)
+    codes = bin_codes(values, edges)[known]
+    size = len(edges) + 2
+    sums, rows = SortedColumn(values).bin_sums(edges, weights)
+    # Summed in sorted order, not row order: equal up to rounding (5000 values < 1).
+    np.testing.assert_allclose(
+        sums, np.bincount(codes, weights=weights[known], minlength=size), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_array_equal(rows, np.bincount(codes, minlength=size))
+    assert rows.dtype == np.int64
 
 
 @pytest.mark.parametrize("values", _cases()[:2], ids=IDS[:2])
