@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,19 +294,28 @@ def _missing_p_value(
 
 
 def compare(
-    profile: BatchProfile, config: DriftConfig, dataset: Sequence[DatasetDrift] = ()
+    profile: BatchProfile,
+    config: DriftConfig,
+    dataset: Sequence[DatasetDrift] = (),
+    *,
+    pool: Executor | None = None,
 ) -> tuple[tuple[ColumnDrift, ...], tuple[DatasetDrift, ...]]:
     """Every column of the profile compared, in schema order (input features first), and
-    the batch-level `dataset` tests decided together with the input features."""
+    the batch-level `dataset` tests decided together with the input features. Columns are
+    compared in `pool` when one is given (they share nothing)."""
     reference = profile.reference
     order = {c: i for i, c in enumerate(reference.schema.columns)}
     columns = sorted(profile.columns, key=lambda c: order.get(c, len(order)))
-    compared = tuple(
-        compare_column(
-            reference.profiles[c], profile.columns[c], config, smoothing=reference.smoothing
+
+    def one(column: str) -> ColumnDrift:
+        return compare_column(
+            reference.profiles[column],
+            profile.columns[column],
+            config,
+            smoothing=reference.smoothing,
         )
-        for c in columns
-    )
+
+    compared = tuple(pool.map(one, columns) if pool is not None else map(one, columns))
     if not config.calibrated:
         # Rules of thumb per feature; each multivariate test alone at alpha.
         return compared, tuple(d.decided(d.p_value < config.alpha) for d in dataset)

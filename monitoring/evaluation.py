@@ -118,14 +118,14 @@ class _Pass:
         self.time_max: Any = None
         self.warnings: list[str] = []
         self.multivariate = MultivariatePass(reference, config.drift)
-        self._columns = column_executor(config.evaluation.threads)
+        self.pool = column_executor(config.evaluation.threads)
         ahead = batch_free_nulls(reference, config.drift)
-        self._ahead = [self._columns.submit(call) for call in ahead]
+        self._ahead = [self.pool.submit(call) for call in ahead]
         self._last_chunk: Future[None] | None = None
 
     def close(self) -> None:
         """Let go of the worker threads (waiting for any task still running)."""
-        self._columns.shutdown(wait=True)
+        self.pool.shutdown(wait=True)
 
     def finish(self) -> None:
         """Wait for the last chunk's work and what was started ahead of the decision
@@ -206,9 +206,9 @@ class _Pass:
                 score_columns=self.score_columns,
             )
             chunk = chunk.assign(**{c: predictions[c] for c in predictions.columns})
-        row_hashes = self._columns.submit(_row_hashes, chunk)
+        row_hashes = self.pool.submit(_row_hashes, chunk)
         tasks = [
-            self._columns.submit(self._profile_column, column, chunk[column])
+            self.pool.submit(self._profile_column, column, chunk[column])
             for column in self.profile.columns
         ]
         labels: dict[str, pd.Categorical] = {}
@@ -237,7 +237,7 @@ class _Pass:
             raise failure
         self.digest.update(row_hashes.result())
         self.profile.n_rows += len(chunk)
-        self._last_chunk = self._columns.submit(
+        self._last_chunk = self.pool.submit(
             self._finish_chunk, self._last_chunk, numeric, codes, scores, errors
         )
         self.offset += len(chunk)
@@ -447,13 +447,13 @@ def evaluate(
                     state.add(chunk)
                     if progress is not None:
                         progress(state.offset)
+        if state.offset == 0:
+            raise EmptyBatchError(f"batch {source.describe()} has no rows")
+        state.finish()
+        tests = (*state.multivariate.result(), *dataset_tests)
+        columns, dataset = compare(state.profile, config.drift, tests, pool=state.pool)
     finally:
         state.close()
-    if state.offset == 0:
-        raise EmptyBatchError(f"batch {source.describe()} has no rows")
-    state.finish()
-    tests = (*state.multivariate.result(), *dataset_tests)
-    columns, dataset = compare(state.profile, config.drift, tests)
     warnings = list(state.warnings) + state.multivariate.warnings + _data_warnings(columns)
     performance = state.performance.result() if state.performance is not None else {}
     if state.performance_kept is not None:
