@@ -10,10 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from monitoring.reference import CategoricalProfile, NumericalProfile, Reference
 from monitoring.sorted_column import SortedColumn
-from monitoring.stats.ecdf import SupportCounts, count_sorted_on_support, empty_support_counts
+from monitoring.stats.ecdf import (
+    SupportCounts,
+    count_sorted_on_support,
+    empty_support_counts,
+    support_index,
+)
 
 
 @dataclass
@@ -25,6 +31,7 @@ class NumericalSummary:
     n_missing: int = 0
     total: float = 0.0
     total_sq: float = 0.0
+    _support_index: pd.Index | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, profile: NumericalProfile) -> NumericalSummary:
@@ -38,7 +45,9 @@ class NumericalSummary:
         present = column.sorted
         self.counts += column.bin_counts(profile.edges)
         self.n_missing += column.n_missing
-        self.support = self.support + count_sorted_on_support(present, profile.support)
+        if self._support_index is None:
+            self._support_index = support_index(profile.support)  # once per column and pass
+        self.support = self.support + count_sorted_on_support(present, self._support_index)
         self.total += float(present.sum())
         self.total_sq += float(np.dot(present, present))
 

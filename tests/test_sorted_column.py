@@ -7,7 +7,7 @@ import pytest
 
 from monitoring.columns import bin_codes
 from monitoring.sorted_column import SortedColumn
-from monitoring.stats.ecdf import count_on_support, count_sorted_on_support
+from monitoring.stats.ecdf import count_on_support, count_sorted_on_support, support_index
 
 
 def _cases() -> list[np.ndarray]:
@@ -80,3 +80,28 @@ def test_support_counts_of_sorted_values_equal_the_unsorted_ones():
     fast = count_sorted_on_support(column.sorted, support)
     for name in ("equal", "gap", "gap_sum"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(direct, name))
+
+
+@pytest.mark.parametrize("as_index", [False, True], ids=["array", "index"])
+@pytest.mark.parametrize("n", [1, 50, 3000])
+def test_support_counts_on_a_large_support_equal_a_brute_force_count(n, as_index):
+    """Continuous values on a support larger than the chunk (the linear-merge path),
+    with values equal to support points, below the first and above the last."""
+    rng = np.random.default_rng(9)
+    support = np.unique(rng.normal(size=2000).round(3))
+    values = np.concatenate(
+        [rng.normal(size=n), rng.choice(support, n), [support[0] - 1, support[-1] + 1, -0.0]]
+    )
+    x = np.sort(values)
+    summary = count_sorted_on_support(x, support_index(support) if as_index else support)
+    below = (support[None, :] < x[:, None]).sum(axis=1)  # per value: support points below it
+    on_point = (support[None, :] == x[:, None]).any(axis=1)
+    m = len(support)
+    np.testing.assert_array_equal(summary.equal, np.bincount(below[on_point], minlength=m))
+    np.testing.assert_array_equal(summary.gap, np.bincount(below[~on_point], minlength=m + 1))
+    np.testing.assert_allclose(
+        summary.gap_sum,
+        np.bincount(below[~on_point], weights=x[~on_point], minlength=m + 1),
+        rtol=0,
+        atol=1e-12,
+    )

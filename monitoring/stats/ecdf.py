@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,38 @@ def count_on_support(values: np.ndarray, support: np.ndarray) -> SupportCounts:
     return count_sorted_on_support(np.sort(x[~np.isnan(x)]), support)
 
 
-def count_sorted_on_support(x: np.ndarray, support: np.ndarray) -> SupportCounts:
-    """`count_on_support` of values already sorted, without NaN."""
+def count_sorted_on_support(x: np.ndarray, support: np.ndarray | pd.Index) -> SupportCounts:
+    """`count_on_support` of values already sorted, without NaN. `support` may be given
+    as a `pd.Index` of it, built once for many calls (`support_index`)."""
+    table = support if isinstance(support, pd.Index) else None
+    support = support.to_numpy() if isinstance(support, pd.Index) else support
     m, n = len(support), len(x)
     if m == 0:
         return SupportCounts(np.zeros(0, np.int64), np.array([n], np.int64), np.array([x.sum()]))
     if 8 * m < n:
         return _search_support_in_values(x, support)
-    index = np.searchsorted(support, x, side="left")
+    index = _first_not_below(support_index(support) if table is None else table, x)
     on_point = support[np.minimum(index, m - 1)] == x
     equal = np.bincount(index[on_point], minlength=m).astype(np.int64)
     gap = np.bincount(index, minlength=m + 1).astype(np.int64)
     gap[:m] -= equal
     gap_sum = np.bincount(index, weights=np.where(on_point, 0.0, x), minlength=m + 1)
     return SupportCounts(equal, gap, gap_sum)
+
+
+def support_index(support: np.ndarray) -> pd.Index:
+    """The sorted distinct reference values as an index for `count_sorted_on_support`."""
+    return pd.Index(np.asarray(support, dtype=np.float64), copy=False)
+
+
+def _first_not_below(table: pd.Index, x: np.ndarray) -> np.ndarray:
+    """`np.searchsorted(support, x, side="left")` for sorted `x`: per value, how many support
+    points lie below it. pandas' backfill indexer (first index value >= each target) walks
+    two sorted arrays in one linear merge, O(n + m), about twice as fast as n binary
+    searches whose branches the CPU cannot predict; -1 (past the last point) becomes m."""
+    found = table.get_indexer(x, method="backfill")
+    found[found < 0] = len(table)
+    return found
 
 
 def _search_support_in_values(x: np.ndarray, support: np.ndarray) -> SupportCounts:
