@@ -125,10 +125,46 @@ def label_codes(series: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
     size = len(vocabulary)
     if len(uniques) == 0:
         return np.full(len(series), size + 1, dtype=np.int64)
-    names = _distinct_label_values(uniques).astype(str)
-    lookup = pd.Index(list(vocabulary)).get_indexer(names)
-    lookup = np.where(lookup < 0, size, lookup)
+    lookup = _vocabulary_index(uniques, vocabulary)
     return np.where(codes < 0, size + 1, lookup[np.maximum(codes, 0)]).astype(np.int64)
+
+
+class LabelCoder:
+    """`label_codes` of one column, chunk after chunk.
+
+    A Parquet string column arrives as a Categorical whose dictionary usually repeats from
+    one chunk to the next: its categories are looked up in the vocabulary once, and a chunk
+    then costs one comparison of the dictionaries and one gather of its codes. Other
+    columns (and float categories, whose printed form depends on which values a chunk
+    holds) go through `label_codes` every time. Not thread-safe: one column, one task at
+    a time.
+    """
+
+    def __init__(self, vocabulary: Sequence[str]) -> None:
+        self.vocabulary = tuple(vocabulary)
+        self._categories: pd.Index | None = None
+        self._lookup = np.empty(0, dtype=np.int64)
+
+    def codes(self, series: pd.Series) -> np.ndarray:
+        dtype = series.dtype
+        if not isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_float_dtype(
+            dtype.categories.dtype
+        ):
+            return label_codes(series, self.vocabulary)
+        categories = dtype.categories
+        if self._categories is None or not categories.equals(self._categories):
+            size = len(self.vocabulary)
+            # Code -1 (missing) reads the last entry: len(vocabulary) + 1, as label_codes.
+            self._lookup = np.append(_vocabulary_index(categories, self.vocabulary), size + 1)
+            self._categories = categories
+        return self._lookup[series.cat.codes.to_numpy()]
+
+
+def _vocabulary_index(values: pd.Index | pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
+    """Per distinct value: its index in `vocabulary`, len(vocabulary) when unseen."""
+    names = _distinct_label_values(pd.Series(values)).astype(str)
+    lookup = pd.Index(list(vocabulary)).get_indexer(names)
+    return np.where(lookup < 0, len(vocabulary), lookup).astype(np.int64)
 
 
 def bin_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

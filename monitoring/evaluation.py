@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.columns import (
+    LabelCoder,
     label_categories,
-    label_codes,
     label_values,
     numeric_values,
     score_matrix,
@@ -118,6 +118,11 @@ class _Pass:
         self.time_max: Any = None
         self.warnings: list[str] = []
         self.multivariate = MultivariatePass(reference, config.drift)
+        self._coders = {
+            c: LabelCoder(p.vocabulary)
+            for c, p in reference.profiles.items()
+            if not isinstance(p, NumericalProfile)
+        }
         self.pool = column_executor(config.evaluation.threads)
         ahead = batch_free_nulls(reference, config.drift)
         self._ahead = [self.pool.submit(call) for call in ahead]
@@ -269,7 +274,7 @@ class _Pass:
         profile = self.reference.profiles[column]
         summary = self.profile.columns[column]
         if not isinstance(profile, NumericalProfile):
-            codes = label_codes(series, profile.vocabulary)
+            codes = self._coders[column].codes(series)
             summary.update(codes)  # type: ignore[call-arg]
             return column, codes, None
         values = numeric_values(series, column=column, offset=self.offset, where=self.where)
