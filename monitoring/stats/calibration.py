@@ -209,7 +209,12 @@ def _wasserstein_null(
     # B(t) = W(t) - t W(1) at the sorted levels, from independent Gaussian increments.
     steps = np.diff(np.concatenate(([0.0], levels, [1.0])))
     normals = _standard_normals(seed, m, size, simulations, len(steps))
-    walk = np.cumsum(normals * np.sqrt(steps), axis=1)
-    bridge = walk[:, :-1] - levels * walk[:, -1:]
-    values = np.sort(np.abs(bridge) @ widths)
+    # The same arithmetic as cumsum(normals * sqrt(steps)), |walk - levels W(1)|, in place:
+    # two (simulations, steps) buffers instead of five.
+    walk = normals * np.sqrt(steps)
+    np.cumsum(walk, axis=1, out=walk)
+    bridge = levels * walk[:, -1:]
+    np.subtract(walk[:, :-1], bridge, out=bridge)
+    np.abs(bridge, out=bridge)
+    values = np.sort(bridge @ widths)
     return BridgeNull(values, m, simulations, seed)
