@@ -443,18 +443,16 @@ def evaluate(
         progress(0)
     try:
         reader_threads = config.evaluation.threads if getattr(source, "read_ahead", False) else 1
-        with (
-            blas_kept_to_one_thread(config.evaluation.threads),
-            read_ahead(chunks, reader_threads) as ahead,
-        ):
-            for chunk in ahead:
-                if len(chunk):
-                    state.add(chunk)
-                    if progress is not None:
-                        progress(state.offset)
-        if state.offset == 0:
-            raise EmptyBatchError(f"batch {source.describe()} has no rows")
-        state.finish()
+        with blas_kept_to_one_thread():
+            with read_ahead(chunks, reader_threads) as ahead:
+                for chunk in ahead:
+                    if len(chunk):
+                        state.add(chunk)
+                        if progress is not None:
+                            progress(state.offset)
+            if state.offset == 0:
+                raise EmptyBatchError(f"batch {source.describe()} has no rows")
+            state.finish()  # the last chunk's products, still with BLAS on one thread
         tests = (*state.multivariate.result(), *dataset_tests)
         columns, dataset = compare(state.profile, config.drift, tests, pool=state.pool)
     finally:

@@ -136,3 +136,22 @@ def test_blas_runs_in_one_thread_while_the_pass_has_its_own():
         evaluate(source, reference, config=_config(2, 200))
         assert set(blas_threads()) == {2}  # given back when the pass ends
     assert source.blas_threads == [1, 1, 1]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_runs_in_one_thread_during_a_pass(threads, reference_frame, batch_frame, monkeypatch):
+    """OpenBLAS's spin-waiting threads would double a one-thread pass's CPU time."""
+    from threadpoolctl import threadpool_info
+
+    import monitoring.evaluation as evaluation
+
+    seen: list[int] = []
+    update = evaluation.MultivariatePass.update_scores
+
+    def spy(self, columns):  # runs inside the pass, where BLAS is limited
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        return update(self, columns)
+
+    monkeypatch.setattr(evaluation.MultivariatePass, "update_scores", spy)
+    evaluate(batch_frame, reference_frame, config=_config(threads=threads, chunk_size=500))
+    assert seen and set(seen) == {1}
