@@ -1,13 +1,14 @@
 """Benchmark our evaluation against Evidently and NannyML, and a long batch against the floor.
 
     python benchmarks/bench_peers.py [--sizes 50000,1000000] [--stream-rows 20000000]
-                                     [--skip-peers] [--workdir DIR] [--keep-data]
+                                     [--repeat 3] [--skip-peers] [--workdir DIR] [--keep-data]
 
 For each batch size, on the same Parquet files (bench_evaluate's 23-column data, a
 100,000-row reference): ours in-process (`fit_reference` then `evaluate`, no MLflow), ours
 with a small untrained torch MLP making the predictions, Evidently's `DataDriftPreset` and
 NannyML's `UnivariateDriftCalculator` over the same 20 features, each peer installed in its
-own virtual environment under benchmarks/output/venvs/. Then a long batch streamed by us
+own virtual environment under benchmarks/output/venvs/, in `--repeat` interleaved rounds
+(the table shows each time's median and the largest peak RSS). Then a long batch streamed by us
 only (the CLI, and in-process), against the floor: pyarrow reading the file and
 `np.histogram` over every numeric column. Every measured step runs in its own child
 process (peak RSS from `os.wait4`). Prints a table and the targets, and writes
@@ -23,6 +24,7 @@ import json
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,7 @@ VENVS_DIR = bench_evaluate.OUTPUT_DIR / "venvs"
 REFERENCE_ROWS = 100_000
 DEFAULT_SIZES = (50_000, 1_000_000)
 DEFAULT_STREAM_ROWS = 20_000_000
+DEFAULT_REPEAT = 3  # rounds at each of --sizes: the machine is shared and noisy
 NUMERICAL = tuple(f"num_{i:02d}" for i in range(bench_evaluate.N_NUMERIC))
 CATEGORICAL = tuple(f"cat_{j}" for j in range(len(bench_evaluate.CATEGORY_COUNTS)))
 PREDICTION_COLUMNS = ("prediction", "proba_1")  # left out of the batch the MLP predicts for
@@ -557,6 +560,8 @@ def targets(measures: list[Measure], stream_rows: int) -> list[Target]:
             None if share is None else share <= EVIDENTLY_MEMORY_SHARE,
         )
     )
+    if not stream_rows:
+        return out  # --stream-rows 0: the long batch was not run
     floor = found.get((stream_rows, FLOOR))
     for tool in (OURS_CLI, OURS):
         m = found.get((stream_rows, tool))
@@ -657,7 +662,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-data", action="store_true", help="keep the Parquet files after the run"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=DEFAULT_REPEAT,
+        help="rounds of every tool at each of --sizes; the table shows medians "
+        f"(default {DEFAULT_REPEAT})",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.stream_rows < 0:
         parser.error(f"--stream-rows must be >= 0, got {args.stream_rows}")
     if args.stream_rows in args.sizes:
@@ -700,8 +714,9 @@ def compare_size(
     peers: list[Peer],
     env: dict[str, str],
     ours_version: str,
+    repeat: int = 1,
 ) -> list[Measure]:
-    """Ours (without and with a model) and each peer on one batch size."""
+    """Ours (without and with a model) and each peer on one batch size, `repeat` times."""
     batch = workdir / f"batch-{rows}.parquet"
     unpredicted = workdir / f"batch-{rows}-no-prediction.parquet"
     if has_rows(batch, rows) and has_rows(unpredicted, rows):
@@ -710,25 +725,56 @@ def compare_size(
         seconds = in_child(write_batches, batch, unpredicted, rows)
         log(f"generated the {rows:,}-row batches in {seconds:.1f} s")
     ours = [sys.executable, "-c", OURS_CODE, str(reference)]
-    common = dict(cwd=workdir, limit_s=CHILD_LIMIT_S)
-    measures = [
-        measure_child(rows, OURS, ours_version, [*ours, str(batch), "plain"], env=env, **common),
-        measure_child(
-            rows, OURS_MLP, ours_version, [*ours, str(unpredicted), "mlp"], env=env, **common
-        ),
+    jobs: list[tuple[str, str, list[str], dict[str, str]]] = [
+        (OURS, ours_version, [*ours, str(batch), "plain"], env),
+        (OURS_MLP, ours_version, [*ours, str(unpredicted), "mlp"], env),
     ]
     features = [str(reference), str(batch), ",".join(NUMERICAL), ",".join(CATEGORICAL)]
     programs = {"evidently": EVIDENTLY_CODE, "nannyml": NANNYML_CODE}
     peer_env = {**env, **PEER_ENV}
+    missing = []
     for peer in peers:
         if peer.python is None:
-            measures.append(Measure(rows, peer.name, peer.version, "not installed"))
+            missing.append(Measure(rows, peer.name, peer.version, "not installed"))
             continue
         command = [str(peer.python), "-c", programs[peer.name], *features]
-        measures.append(
-            measure_child(rows, peer.name, peer.version, command, env=peer_env, **common)
-        )
-    return measures
+        jobs.append((peer.name, peer.version, command, peer_env))
+    # Round after round, every tool once: a slower spell of this shared machine then falls
+    # on every tool alike, and the median of the rounds drops one-off outliers.
+    runs: dict[str, list[Measure]] = {tool: [] for tool, *_ in jobs}
+    for round_ in range(repeat):
+        if repeat > 1:
+            log(f"{rows:,} rows: round {round_ + 1} of {repeat}")
+        for tool, version, command, child_env in jobs:
+            runs[tool].append(
+                measure_child(
+                    rows, tool, version, command, cwd=workdir, env=child_env, limit_s=CHILD_LIMIT_S
+                )
+            )
+    return [median_measure(runs[tool]) for tool, *_ in jobs] + missing
+
+
+def median_measure(runs: list[Measure]) -> Measure:
+    """One line for repeated runs of a tool: the median of each time, the largest peak RSS.
+    A run that failed or timed out is reported as it is, not averaged away."""
+    failed = next((m for m in runs if m.status != "ok"), None)
+    if failed is not None or len(runs) == 1:
+        return failed or runs[0]
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    first = runs[0]
+    return replace(
+        first,
+        wall_s=median([m.wall_s for m in runs]),
+        load_s=median([m.load_s for m in runs]),
+        fit_s=median([m.fit_s for m in runs]),
+        compute_s=median([m.compute_s for m in runs]),
+        peak_rss_mb=max(m.peak_rss_mb or 0.0 for m in runs),
+        note=f"{first.note}; median of {len(runs)}".lstrip("; "),
+    )
 
 
 def stream(
@@ -852,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
     data = [reference]
     measures: list[Measure] = []
     for rows in args.sizes:
-        measures += compare_size(rows, workdir, reference, peers, env, ours_version)
+        measures += compare_size(rows, workdir, reference, peers, env, ours_version, args.repeat)
         data += [workdir / f"batch-{rows}.parquet", workdir / f"batch-{rows}-no-prediction.parquet"]
     if args.stream_rows:
         streamed, path = stream(args.stream_rows, workdir, reference, env, ours_version)
