@@ -180,3 +180,19 @@ def test_evaluate_reports_progress_from_the_start_of_the_pass(reference_frame, b
     evaluate(batch_frame, reference_frame, config=config, progress=calls.append)
     assert calls[0] == 0
     assert calls[1:] == list(range(400, len(batch_frame), 400)) + [len(batch_frame)]
+
+
+def test_the_console_script_freezes_the_heap_before_exit(monkeypatch):
+    """`run` (the installed `monitoring` command) freezes the heap once `main` is done, so
+    that the interpreter's last collection is cheap; `main` itself does not."""
+    import gc
+
+    import monitoring.cli as cli
+
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr("sys.argv", ["monitoring", "--version"])
+    with pytest.raises(SystemExit) as exited:
+        cli.run()
+    assert exited.value.code == 0 and frozen == [True]
+    assert _run("--version").exit_code == 0 and frozen == [True]  # in-process: untouched
