@@ -58,7 +58,8 @@ def test_kstwo_sf_equals_scipy_at_streamed_sizes() -> None:
     ],
 )
 def test_small_sizes_and_edges_match_scipy(d: float, n: int) -> None:
-    # n <= 140, d <= 1/n and Durbin's region go to kstwo itself; d at 0 or 1 is closed form.
+    # n <= 140 and Durbin's region below n = 5,000 go to kstwo itself; d <= 1/n, 0 or 1
+    # are closed forms.
     assert kstwo_sf(d, n) == pytest.approx(float(stats.kstwo.sf(d, n)), rel=1e-12, abs=1e-300)
 
 
@@ -72,6 +73,18 @@ def test_smirnov_sf_equals_scipy_special(n: int) -> None:
         assert smirnov_sf(n, d) == pytest.approx(expected, rel=RELATIVE, abs=1e-300), (n, d)
 
 
+@pytest.mark.parametrize("n", [5_000, 12_345, 33_333, 100_000, 250_000])
+def test_tiny_statistics_equal_scipy_without_it(n: int) -> None:
+    """d <= 1/n (closed form) and kstwo's Durbin region (Pelz-Good from n = 5,000): what a
+    column that did not move gives, at the sizes of batches from 5,000 rows up."""
+    durbin_end = (1.4 / n) ** (2 / 3)  # n d^1.5 = 1.4
+    for d in np.concatenate(
+        [np.linspace(0.2 / n, 1.0 / n, 9), np.geomspace(1.0 / n, 1.5 * durbin_end, 30)]
+    ):
+        expected = float(stats.kstwo.sf(d, n))
+        assert kstwo_sf(d, n) == pytest.approx(expected, rel=RELATIVE, abs=1e-300), (n, d)
+
+
 def test_sf_is_monotone_across_the_formula_switch() -> None:
     n = 50_000
     d = np.linspace(0.001, 0.03, 400)
@@ -80,13 +93,15 @@ def test_sf_is_monotone_across_the_formula_switch() -> None:
 
 
 def test_streamed_p_values_do_not_import_scipy_stats() -> None:
-    # scipy.stats takes 0.4-0.7 s to import: a fifth of a 1M-row evaluation.
+    # scipy.stats takes 0.4-1 s to import: a fifth of a 1M-row evaluation, and most of a
+    # 50,000-row one (tiny statistics fell in kstwo's Durbin region).
     code = (
         "import sys\n"
         "import monitoring.evaluation, monitoring.drift\n"
         "from monitoring.stats import ks_pvalue\n"
-        "for d in (0.001, 0.004, 0.01, 0.05):\n"
-        "    ks_pvalue(d, 100_000, 1_000_000)\n"
+        "for d in (1e-6, 1e-5, 5e-4, 0.001, 0.004, 0.01, 0.05):\n"
+        "    for batch in (1_000_000, 50_000, 6_000):\n"
+        "        ks_pvalue(d, 100_000, batch)\n"
         "print('scipy.stats' in sys.modules)\n"
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
