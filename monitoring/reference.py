@@ -235,9 +235,7 @@ def _numeric_profile(
     support, support_counts = np.unique(sample, return_counts=True)
     segments = None
     if collector.error_parts:
-        bins = np.empty(len(values), dtype=np.intp)
-        bins[ordered.order] = np.repeat(np.arange(len(counts), dtype=np.intp), counts)
-        segments = collector.segment_errors(bins, len(edges) + 1)
+        segments = collector.segment_errors(ordered.bin_codes(edges), len(edges) + 1)
     return NumericalProfile(
         column=column,
         role=role,

@@ -61,8 +61,7 @@ class WorstSamples:
             return
         # Ties at the k-th error are decided by anomaly score: keep every row tied with it.
         offered = errors[index]
-        floor = -np.partition(-offered, min(self.k, index.size) - 1)[min(self.k, index.size) - 1]
-        index = index[offered >= floor]
+        index = index[offered >= _kth_highest(offered, min(self.k, index.size))]
         self._pending.append(
             rows.iloc[index]
             .reset_index(drop=True)
@@ -74,7 +73,7 @@ class WorstSamples:
 
     def _floor(self) -> float:
         """The k-th highest error kept or pending: rows below it cannot enter the top k."""
-        return float(-np.partition(-self._errors, self.k - 1)[self.k - 1])
+        return _kth_highest(self._errors, self.k)
 
     def _compact(self) -> None:
         """Score the pending rows that can still enter, and keep the top k of all."""
@@ -112,6 +111,11 @@ class WorstSamples:
         front = [c for c in (ROW, ERROR, ANOMALY, ANOMALOUS, ANOMALY_FEATURES) if c in kept.columns]
         ordered = kept[front + [c for c in kept.columns if c not in front]]
         return ordered.reset_index(drop=True)
+
+
+def _kth_highest(values: np.ndarray, k: int) -> float:
+    """The k-th highest of `values` (1 <= k <= len(values)), without a full sort."""
+    return float(-np.partition(-values, k - 1)[k - 1])
 
 
 def _top(frame: pd.DataFrame, k: int) -> pd.DataFrame:

@@ -33,9 +33,10 @@ IDS = ["continuous", "counts", "all-nan", "one", "empty"]
     [np.array([0.5, 1.0, 2.0, 3.0, 3.0, 7.5]), np.array([2.0]), np.array([], dtype=float)],
     ids=["repeated-edge", "one-edge", "no-edge"],
 )
-def test_bin_counts_equal_the_unsorted_lookup(values, edges):
+def test_bin_codes_and_counts_equal_the_unsorted_lookup(values, edges):
     column = SortedColumn(values)
     expected = bin_codes(values, edges)
+    np.testing.assert_array_equal(column.bin_codes(edges), expected)
     tally = np.bincount(expected, minlength=len(edges) + 2)
     np.testing.assert_array_equal(column.bin_counts(edges), tally[:-1])
     assert column.n_missing == tally[-1] == int(np.isnan(values).sum())

@@ -70,8 +70,9 @@ def count_on_support(values: np.ndarray, support: np.ndarray) -> SupportCounts:
 def count_sorted_on_support(x: np.ndarray, support: np.ndarray | pd.Index) -> SupportCounts:
     """`count_on_support` of values already sorted, without NaN. `support` may be given
     as a `pd.Index` of it, built once for many calls (`support_index`)."""
-    table = support if isinstance(support, pd.Index) else None
-    support = support.to_numpy() if isinstance(support, pd.Index) else support
+    table = None
+    if isinstance(support, pd.Index):
+        table, support = support, support.to_numpy()
     m, n = len(support), len(x)
     if m == 0:
         return SupportCounts(np.zeros(0, np.int64), np.array([n], np.int64), np.array([x.sum()]))
