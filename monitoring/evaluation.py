@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.columns import (
+    ClassCoder,
     LabelCoder,
-    label_categories,
     label_values,
     numeric_values,
     score_matrix,
@@ -123,6 +123,7 @@ class _Pass:
             for c, p in reference.profiles.items()
             if not isinstance(p, NumericalProfile)
         }
+        self._class_coders: dict[str, ClassCoder] = {}  # per label column, made when read
         self.pool = column_executor(config.evaluation.threads)
         ahead = batch_free_nulls(reference, config.drift)
         self._ahead = [self.pool.submit(call) for call in ahead]
@@ -303,7 +304,9 @@ class _Pass:
     ) -> pd.Categorical:
         """Clean labels of `column`, converted once per chunk (kept in `labels`)."""
         if column not in labels:
-            labels[column] = label_categories(chunk[column])
+            if column not in self._class_coders:
+                self._class_coders[column] = ClassCoder(self.classes)
+            labels[column] = self._class_coders[column].labels(chunk[column])
         return labels[column]
 
     def _check_labels(self, chunk: pd.DataFrame, labels: dict[str, pd.Categorical]) -> None:

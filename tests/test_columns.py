@@ -1,4 +1,5 @@
-"""LabelCoder: the per-column cache gives exactly `label_codes`, chunk after chunk."""
+"""LabelCoder and ClassCoder: their per-column caches give exactly `label_codes` and
+`label_categories` (as labels), chunk after chunk."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.columns import LabelCoder, label_codes
+from monitoring.columns import ClassCoder, LabelCoder, label_categories, label_codes
+from monitoring.errors import InvalidValueError
+from monitoring.performance.classification import read_labels
 
 VOCABULARY = ("1", "a", "b", "c")
 
@@ -57,3 +60,60 @@ def test_a_repeated_dictionary_is_looked_up_once(monkeypatch):
     assert len(calls) == 1
     coder.codes(CHUNKS["dictionary changes"][0])
     assert len(calls) == 2
+
+
+CLASSES = ("0", "1")
+LABEL_CHUNKS = {
+    "same dictionary": [
+        _categorical(["1", "0", None, "1"], ["1", "0"]),
+        _categorical(["0", "0"], ["1", "0"]),
+    ],
+    "dictionary changes": [
+        _categorical(["0", "1"], ["0", "1"]),
+        _categorical(["1", None], ["1", "0", "unused"]),  # an unused non-class is fine
+        _categorical([None, None], ["1"]),
+    ],
+    "integers": [pd.Series([1, 0, 1]), _categorical([0, 1, None], [0, 1])],
+    "whole floats": [pd.Series([1.0, np.nan, 0.0]), _categorical([1.0, 0.0], [0.0, 1.0])],
+    "plain strings": [pd.Series(["0", None], dtype=object), pd.Series(["1"], dtype="string")],
+}
+
+
+def _as_text(labels: pd.Categorical) -> list:
+    return [None if pd.isna(v) else str(v) for v in np.asarray(labels, dtype=object)]
+
+
+@pytest.mark.parametrize("chunks", LABEL_CHUNKS.values(), ids=LABEL_CHUNKS.keys())
+def test_class_coder_gives_the_labels_on_the_classes(chunks):
+    coder = ClassCoder(CLASSES)
+    for chunk in chunks:
+        got = coder.labels(chunk)
+        expected = label_categories(chunk)
+        assert _as_text(got) == _as_text(expected)
+        assert list(got.categories) == list(CLASSES)
+        # read_labels takes the class codes as they are, and agrees with the slow path.
+        codes, missing = read_labels(got, CLASSES, name="y")
+        slow_codes, slow_missing = read_labels(expected, CLASSES, name="y")
+        np.testing.assert_array_equal(codes, slow_codes)
+        np.testing.assert_array_equal(missing, slow_missing)
+
+
+def test_class_coder_leaves_a_label_outside_the_classes_for_the_caller_to_name():
+    coder = ClassCoder(CLASSES)
+    coder.labels(_categorical(["0", "1"], ["0", "1", "2"]))  # "2" unused: fine
+    got = coder.labels(_categorical(["0", "2"], ["0", "1", "2"]))
+    assert list(got.categories) == ["0", "2"]  # label_categories: the chunk's own labels
+    with pytest.raises(InvalidValueError, match="'2' at position 1"):
+        read_labels(got, CLASSES, name="y")
+
+
+def test_class_coder_looks_a_repeated_dictionary_up_once(monkeypatch):
+    import monitoring.columns as columns
+
+    calls = []
+    original = columns._vocabulary_index
+    monkeypatch.setattr(columns, "_vocabulary_index", lambda *a: calls.append(1) or original(*a))
+    coder = ClassCoder(CLASSES)
+    for chunk in LABEL_CHUNKS["same dictionary"] * 3:
+        coder.labels(chunk)
+    assert len(calls) == 1

@@ -70,6 +70,9 @@ def read_labels(
     pd.NA). A label outside `classes` raises InvalidValueError naming it and its row.
     """
     if isinstance(values, pd.Categorical):  # already hashed (`columns.label_categories`)
+        if _are_classes(values.categories, classes):  # `columns.ClassCoder`: class codes
+            codes = values.codes.astype(np.int64)
+            return codes, codes < 0
         codes, uniques = values.codes.astype(np.intp), np.asarray(values.categories, dtype=object)
     else:
         # Only the distinct labels are converted and looked up: fast on long chunks.
@@ -87,6 +90,15 @@ def read_labels(
             f"({unknown.size} such row(s) in this chunk)"
         )
     return np.append(lookup, -1)[codes].astype(np.int64), missing
+
+
+def _are_classes(categories: pd.Index, classes: Sequence[str]) -> bool:
+    """Whether a Categorical's categories are the classes as text, in their order."""
+    return (
+        categories.dtype == object
+        and len(categories) == len(classes)
+        and all(a == str(b) for a, b in zip(categories, classes, strict=True))
+    )
 
 
 def read_scores(scores: npt.ArrayLike, n_rows: int, classes: Sequence[str]) -> np.ndarray:
