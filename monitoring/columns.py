@@ -91,6 +91,10 @@ def _distinct_label_values(series: pd.Series) -> pd.Series:
             out = pd.Series(np.full(len(series), np.nan, dtype=object), index=series.index)
             out[finite] = values[finite].astype(np.int64).astype(str)
             return out
+    if isinstance(series.dtype, pd.StringDtype):  # text already: only NA becomes NaN
+        return pd.Series(
+            series.to_numpy(dtype=object, na_value=np.nan), index=series.index, dtype=object
+        )
     mask = series.notna()
     out = series.astype(object).where(mask, np.nan)
     out[mask] = out[mask].astype(str)
