@@ -24,6 +24,7 @@ from monitoring.stats import (
     population_stability_index,
     quantile_edges,
     smoothed_proportions,
+    support_cdfs,
     wasserstein_distance,
 )
 from monitoring.stats.ecdf import empty_support_counts
@@ -161,6 +162,16 @@ def test_wasserstein_within_bound_of_scipy(reference, batch):
     expected = stats.wasserstein_distance(reference, batch)
     assert abs(distance - expected) <= bound + 1e-9
     assert bound <= 0.05 * max(expected, 1e-3) + 0.05  # the approximation stays small
+
+
+@pytest.mark.parametrize(("reference", "batch"), KS_CASES)
+def test_ks_and_wasserstein_share_one_computation_of_the_cdfs(reference, batch):
+    support, counts = _support(reference)
+    summary = count_on_support(batch, support)
+    cdfs = support_cdfs(counts, summary)
+    assert ks_statistic(counts, summary, cdfs=cdfs) == ks_statistic(counts, summary)
+    shared = wasserstein_distance(support, counts, summary, cdfs=cdfs)
+    assert shared == wasserstein_distance(support, counts, summary)
 
 
 def test_wasserstein_exact_when_batch_lies_on_reference_support():

@@ -13,10 +13,12 @@ from monitoring.stats.divergence import (
     smoothed_proportions,
 )
 from monitoring.stats.ecdf import (
+    SupportCDFs,
     SupportCounts,
     count_on_support,
     ks_pvalue,
     ks_statistic,
+    support_cdfs,
     wasserstein_distance,
 )
 from monitoring.stats.histogram import bin_counts, category_counts, quantile_edges
@@ -25,6 +27,7 @@ from monitoring.stats.registry import METHODS, MethodSpec, get_method
 __all__ = [
     "METHODS",
     "MethodSpec",
+    "SupportCDFs",
     "SupportCounts",
     "bin_counts",
     "category_counts",
@@ -39,5 +42,6 @@ __all__ = [
     "population_stability_index",
     "quantile_edges",
     "smoothed_proportions",
+    "support_cdfs",
     "wasserstein_distance",
 ]

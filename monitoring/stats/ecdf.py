@@ -121,10 +121,20 @@ def _search_support_in_values(x: np.ndarray, support: np.ndarray) -> SupportCoun
     return SupportCounts((after - first).astype(np.int64), gap, gap_sum)
 
 
-def _cdfs(
-    support_counts: np.ndarray, batch: SupportCounts
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """F_r(u_j), F_r just below u_j, F_b(u_j), F_b just below u_j, and n_b."""
+@dataclass(frozen=True)
+class SupportCDFs:
+    """Both empirical CDFs at every support point u_j (`support_cdfs`), shared by the KS
+    statistic and the Wasserstein distance of one column."""
+
+    ref_at: np.ndarray  # F_r(u_j)
+    ref_below: np.ndarray  # F_r just below u_j
+    batch_at: np.ndarray  # F_b(u_j)
+    batch_below: np.ndarray  # F_b just below u_j
+    n_batch: float
+
+
+def support_cdfs(support_counts: np.ndarray, batch: SupportCounts) -> SupportCDFs:
+    """The CDFs of the reference (its count per support point) and of the batch."""
     ref = np.asarray(support_counts, dtype=np.float64)
     n_r = ref.sum()
     n_b = float(batch.n)
@@ -133,16 +143,20 @@ def _cdfs(
     ref_at = np.cumsum(ref) / n_r
     ref_below = np.concatenate(([0.0], ref_at[:-1]))
     gaps_through = np.cumsum(batch.gap[:-1])  # values < u_j that are not on the support
-    eq_through = np.cumsum(batch.equal)
-    batch_at = (gaps_through + eq_through) / n_b
-    batch_below = (gaps_through + eq_through - batch.equal) / n_b
-    return ref_at, ref_below, batch_at, batch_below, n_b
+    through = gaps_through + np.cumsum(batch.equal)  # values <= u_j
+    batch_at = through / n_b
+    through -= batch.equal  # values < u_j
+    return SupportCDFs(ref_at, ref_below, batch_at, through / n_b, n_b)
 
 
-def ks_statistic(support_counts: np.ndarray, batch: SupportCounts) -> float:
-    """Two-sample KS statistic sup |F_b - F_r|, exact (see module docstring)."""
-    ref_at, ref_below, batch_at, batch_below, _ = _cdfs(support_counts, batch)
-    return float(max(np.max(np.abs(batch_at - ref_at)), np.max(np.abs(batch_below - ref_below))))
+def ks_statistic(
+    support_counts: np.ndarray, batch: SupportCounts, cdfs: SupportCDFs | None = None
+) -> float:
+    """Two-sample KS statistic sup |F_b - F_r|, exact (see module docstring). `cdfs`:
+    `support_cdfs` of the same arguments, when already computed."""
+    c = cdfs or support_cdfs(support_counts, batch)
+    above = np.max(np.abs(c.batch_at - c.ref_at))
+    return float(max(above, np.max(np.abs(c.batch_below - c.ref_below))))
 
 
 def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
@@ -159,15 +173,20 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
 
 
 def wasserstein_distance(
-    support: np.ndarray, support_counts: np.ndarray, batch: SupportCounts
+    support: np.ndarray,
+    support_counts: np.ndarray,
+    batch: SupportCounts,
+    cdfs: SupportCDFs | None = None,
 ) -> tuple[float, float]:
     """Wasserstein-1 distance between reference and batch, and a bound on its error.
 
     Returns (distance, error_bound): the exact distance lies within error_bound of the
-    returned one (error_bound is 0 when no interval needed the approximation).
+    returned one (error_bound is 0 when no interval needed the approximation). `cdfs`:
+    `support_cdfs(support_counts, batch)`, when already computed.
     """
     u = np.asarray(support, dtype=np.float64)
-    ref_at, _, batch_at, _, n_b = _cdfs(support_counts, batch)
+    c = cdfs or support_cdfs(support_counts, batch)
+    ref_at, batch_at, n_b = c.ref_at, c.batch_at, c.n_batch
     # Below u_0 (F_r = 0) and above u_{m-1} (F_r = 1): exact.
     total = (batch.gap[0] * u[0] - batch.gap_sum[0]) / n_b
     total += (batch.gap_sum[-1] - batch.gap[-1] * u[-1]) / n_b
@@ -177,22 +196,25 @@ def wasserstein_distance(
     level = ref_at[:-1]  # F_r on [u_j, u_{j+1})
     low = batch_at[:-1]  # F_b at u_j
     inner_count = batch.gap[1:-1]
+    inner_sum = batch.gap_sum[1:-1]
     high = low + inner_count / n_b  # F_b just below u_{j+1}
     # Exact integral of F_b over each interval: every value <= u_j counts for the whole
     # width, a value v inside counts for u_{j+1} - v.
-    integral_fb = low * width + (inner_count * u[1:] - batch.gap_sum[1:-1]) / n_b
-    signed = integral_fb - level * width
+    signed = low * width + (inner_count * u[1:] - inner_sum) / n_b - level * width
     crossing = (low < level) & (level < high)
-    exact_part = np.where(crossing, 0.0, np.abs(signed))
-    # Crossing intervals: the values inside taken at their mean v (F_b = low before v,
-    # high after it), exact when they coincide (a discrete batch moved off the support),
-    # clamped to what is possible.
-    safe_count = np.where(inner_count > 0, inner_count, 1)
-    mean = np.where(inner_count > 0, batch.gap_sum[1:-1] / safe_count, u[:-1])
-    at_mean = (mean - u[:-1]) * (level - low) + (u[1:] - mean) * (high - level)
-    upper = width * np.maximum(level - low, high - level)
-    floor = np.abs(signed)
+    distance = np.abs(signed)
+    if not crossing.any():
+        return float(total + distance.sum()), 0.0
+    # Crossing intervals (where F_b passes F_r inside): the values inside taken at their
+    # mean v (F_b = low before v, high after it), exact when they coincide (a discrete
+    # batch moved off the support), clamped to what is possible.
+    j = np.flatnonzero(crossing)  # each has values inside (low < high)
+    below, above = level[j] - low[j], high[j] - level[j]
+    mean = inner_sum[j] / inner_count[j]
+    at_mean = (mean - u[j]) * below + (u[j + 1] - mean) * above
+    upper = width[j] * np.maximum(below, above)
+    floor = distance[j]
     approx = np.clip(at_mean, floor, upper)
-    total += float(np.sum(exact_part) + np.sum(np.where(crossing, approx, 0.0)))
-    bound = float(np.sum(np.where(crossing, np.maximum(upper - approx, approx - floor), 0.0)))
-    return float(total), bound
+    distance[j] = approx
+    bound = float(np.sum(np.maximum(upper - approx, approx - floor)))
+    return float(total + distance.sum()), bound

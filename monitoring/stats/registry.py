@@ -25,7 +25,14 @@ from monitoring.stats.divergence import (
     population_stability_index,
     total_variation_distance,
 )
-from monitoring.stats.ecdf import SupportCounts, ks_pvalue, ks_statistic, wasserstein_distance
+from monitoring.stats.ecdf import (
+    SupportCDFs,
+    SupportCounts,
+    ks_pvalue,
+    ks_statistic,
+    support_cdfs,
+    wasserstein_distance,
+)
 
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
@@ -44,11 +51,19 @@ class Comparison:
     reference_std: float | None = None
 
     @cached_property
+    def cdfs(self) -> SupportCDFs:
+        """Both CDFs on the support, computed once for KS and Wasserstein."""
+        assert self.support_counts is not None and self.batch_support is not None
+        return support_cdfs(self.support_counts, self.batch_support)
+
+    @cached_property
     def wasserstein(self) -> tuple[float, float]:
         """(distance, error bound), computed once for the raw and the scaled method."""
         assert self.support is not None and self.support_counts is not None
         assert self.batch_support is not None
-        return wasserstein_distance(self.support, self.support_counts, self.batch_support)
+        return wasserstein_distance(
+            self.support, self.support_counts, self.batch_support, cdfs=self.cdfs
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ def _histogram_method(function: Callable[..., float]) -> Callable[[Comparison], 
 
 def _ks(c: Comparison) -> MethodResult:
     assert c.support_counts is not None and c.batch_support is not None
-    statistic = ks_statistic(c.support_counts, c.batch_support)
+    statistic = ks_statistic(c.support_counts, c.batch_support, cdfs=c.cdfs)
     return MethodResult(
         statistic, ks_pvalue(statistic, int(c.support_counts.sum()), c.batch_support.n)
     )
