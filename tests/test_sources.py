@@ -187,6 +187,29 @@ def test_parquet_strings_come_as_categoricals_of_the_same_values(tmp_path: Path)
         pd.testing.assert_frame_equal(_decoded(chunk)[strings], original)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 3, 4, 7, 1000])
+def test_parquet_chunks_have_the_chunk_size_whatever_the_row_groups(
+    tmp_path: Path, chunk_size: int
+) -> None:
+    """pyarrow ends its batches with the row groups; chunks are regrouped to the chunk size
+    (strings in other row groups have other dictionaries: the values stay the same)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.concat([FRAME] * 3, ignore_index=True)
+    frame["label"] = [f"class-{i % 7}" for i in range(len(frame))]
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=4)
+
+    chunks = list(ParquetSource(path).iter_chunks(chunk_size))
+
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes == [chunk_size] * (len(frame) // chunk_size) + (
+        [len(frame) % chunk_size] if len(frame) % chunk_size else []
+    )
+    pd.testing.assert_frame_equal(pd.concat([_decoded(c) for c in chunks]), frame)
+
+
 @pytest.mark.parametrize("build", BUILDERS)
 def test_each_pass_starts_afresh(build: Builder, tmp_path: Path, stack: ExitStack) -> None:
     source = build(tmp_path, FRAME, stack)
