@@ -79,11 +79,15 @@ def count_sorted_on_support(x: np.ndarray, support: np.ndarray | pd.Index) -> Su
     if 8 * m < n:
         return _search_support_in_values(x, support)
     index = _first_not_below(support_index(support) if table is None else table, x)
-    on_point = support[np.minimum(index, m - 1)] == x
-    equal = np.bincount(index[on_point], minlength=m).astype(np.int64)
     gap = np.bincount(index, minlength=m + 1).astype(np.int64)
-    gap[:m] -= equal
-    gap_sum = np.bincount(index, weights=np.where(on_point, 0.0, x), minlength=m + 1)
+    on_point = support[np.minimum(index, m - 1)] == x
+    if on_point.any():
+        equal = np.bincount(index[on_point], minlength=m).astype(np.int64)
+        gap[:m] -= equal
+        weights = np.where(on_point, 0.0, x)
+    else:  # continuous values seldom equal a reference value: nothing to split off
+        equal, weights = np.zeros(m, dtype=np.int64), x
+    gap_sum = np.bincount(index, weights=weights, minlength=m + 1)
     return SupportCounts(equal, gap, gap_sum)
 
 
