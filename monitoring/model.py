@@ -77,10 +77,12 @@ def predict_frame(
         )
     is_probability = np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-4)
     scores = out if is_probability else _softmax(out)
-    result = pd.DataFrame(
-        {prediction_column: np.asarray(classes, dtype=object)[scores.argmax(axis=1)]},
-        index=frame.index,
+    # The predicted class as codes over the classes: the pass reads them as class codes
+    # (`columns.ClassCoder`) without building and hashing one string per row.
+    predicted = pd.Categorical.from_codes(
+        scores.argmax(axis=1), categories=pd.Index([str(c) for c in classes], dtype=object)
     )
+    result = pd.DataFrame({prediction_column: predicted}, index=frame.index)
     for i, label in enumerate(classes):
         if label in score_columns:
             result[score_columns[label]] = scores[:, i]

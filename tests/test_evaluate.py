@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score
 from monitoring import MonitoringConfig, evaluate, fit_reference
 from monitoring.columns import label_codes
 from monitoring.config import EvaluationConfig
+from monitoring.model import predict_frame
 from monitoring.performance import classification_error
 from monitoring.profile import BatchProfile
 from monitoring.reference_files import load_reference_files, save_reference
@@ -141,6 +142,33 @@ def test_model_runs_when_the_batch_has_no_prediction(reference_frame, batch_fram
     prediction = report.column("prediction")
     b = prediction.bin_labels.index("b")
     assert prediction.batch_counts[b] == (batch_frame["x"] > 0).sum()
+
+
+def test_model_predictions_give_what_the_same_stored_predictions_give(reference_frame, batch_frame):
+    """The model's labels go on as class codes (a Categorical over the classes): the
+    report, worst rows and batch digest equal those of the same labels stored as text."""
+    reference = fit_reference(reference_frame)
+    unpredicted = batch_frame.drop(columns=["prediction", "proba_a", "proba_b"])
+    predicted = predict_frame(
+        _Threshold(),
+        unpredicted,
+        reference.schema,
+        reference.classes,
+        prediction_column="prediction",
+        score_columns={"a": "proba_a", "b": "proba_b"},
+    )
+    assert list(predicted["prediction"].cat.categories) == ["a", "b"]
+    stored = unpredicted.join(predicted.astype({"prediction": object}))
+    config = _config(chunk_size=700)
+    by_model = evaluate(unpredicted, reference, model=_Threshold(), config=config)
+    given = evaluate(stored, reference, config=config)
+    assert by_model.predicted_by_model and not given.predicted_by_model
+    assert by_model.batch_digest == given.batch_digest
+    assert by_model.performance == pytest.approx(given.performance, rel=1e-6)
+    pd.testing.assert_frame_equal(
+        by_model.drift_table, given.drift_table, check_exact=False, rtol=1e-6
+    )
+    assert by_model.worst_samples["row"].tolist() == given.worst_samples["row"].tolist()
 
 
 def test_reference_digest_is_stable_and_content_based(reference_frame, batch_frame):
