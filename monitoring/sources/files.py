@@ -138,7 +138,8 @@ class CsvSource(_FileSource):
 
 
 class ParquetSource(_FileSource):
-    """A Parquet file read one record batch at a time (``ParquetFile.iter_batches``)."""
+    """A Parquet file read one record batch at a time (``ParquetFile.iter_batches``), in
+    chunks of exactly ``chunk_size`` rows whatever its row groups (the last may be shorter)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
