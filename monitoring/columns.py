@@ -168,43 +168,25 @@ class ClassCoder:
     """`label_categories` of one class-label column (target or prediction), chunk after
     chunk, with the classes as categories whenever every label is one of them.
 
-    A Parquet dictionary is looked up in the classes once (as `LabelCoder` does), and
-    the labels then go on as class codes: `performance.read_labels` reads them without
-    converting any text again. A chunk with a label outside the classes gets
+    The labels are coded by a `LabelCoder` over the classes (a Parquet dictionary is
+    looked up once) and go on as class codes: `performance.read_labels` reads them
+    without converting any text again. A chunk with a label outside the classes gets
     `label_categories` as it is, so the caller can name that label and its row. Not
     thread-safe: one column, one task at a time.
     """
 
     def __init__(self, classes: Sequence[str]) -> None:
         self.dtype = pd.CategoricalDtype(pd.Index([str(c) for c in classes], dtype=object))
-        self._categories: pd.Index | None = None
-        self._lookup = np.empty(0, dtype=np.int64)  # per dictionary code (-1 last): class
+        self._coder = LabelCoder(self.dtype.categories)
 
     def labels(self, series: pd.Series) -> pd.Categorical:
-        dtype = series.dtype
-        if isinstance(dtype, pd.CategoricalDtype) and not pd.api.types.is_float_dtype(
-            dtype.categories.dtype
-        ):
-            categories = dtype.categories
-            if self._categories is None or not categories.equals(self._categories):
-                # Unknown labels read -2; missing (code -1) reads the last entry, -1.
-                self._lookup = np.append(self._class_codes(categories, unknown=-2), -1)
-                self._categories = categories
-            codes = self._lookup[series.cat.codes.to_numpy()]
-            if not (codes < -1).any():
-                return pd.Categorical.from_codes(codes, dtype=self.dtype, validate=False)
-        found = label_categories(series)
-        codes = self._class_codes(found.categories, unknown=-2)
-        if (codes < 0).any():
-            return found  # a label that is not a class: the caller names it
+        codes = self._coder.codes(series)  # unseen: len(classes); missing: len + 1
+        unseen = len(self.dtype.categories)
+        if (codes == unseen).any():
+            return label_categories(series)  # a label that is not a class: the caller names it
         return pd.Categorical.from_codes(
-            np.append(codes, -1)[found.codes], dtype=self.dtype, validate=False
+            np.where(codes > unseen, -1, codes), dtype=self.dtype, validate=False
         )
-
-    def _class_codes(self, values: pd.Index, unknown: int) -> np.ndarray:
-        """Per distinct label: its class index, `unknown` when it is not a class."""
-        index = _vocabulary_index(values, self.dtype.categories)
-        return np.where(index == len(self.dtype.categories), unknown, index)
 
 
 def _vocabulary_index(values: pd.Index | pd.Series, vocabulary: Sequence[str]) -> np.ndarray:

@@ -48,18 +48,24 @@ def test_codes_equal_label_codes_chunk_after_chunk(chunks):
         assert got.dtype == np.int64
 
 
-def test_a_repeated_dictionary_is_looked_up_once(monkeypatch):
+@pytest.fixture
+def lookups(monkeypatch) -> list[int]:
+    """One entry per dictionary looked up in a vocabulary (`columns._vocabulary_index`)."""
     import monitoring.columns as columns
 
-    calls = []
+    calls: list[int] = []
     original = columns._vocabulary_index
     monkeypatch.setattr(columns, "_vocabulary_index", lambda *a: calls.append(1) or original(*a))
+    return calls
+
+
+def test_a_repeated_dictionary_is_looked_up_once(lookups):
     coder = LabelCoder(VOCABULARY)
     for chunk in CHUNKS["same dictionary"] * 3:
         coder.codes(chunk)
-    assert len(calls) == 1
+    assert len(lookups) == 1
     coder.codes(CHUNKS["dictionary changes"][0])
-    assert len(calls) == 2
+    assert len(lookups) == 2
 
 
 CLASSES = ("0", "1")
@@ -107,13 +113,8 @@ def test_class_coder_leaves_a_label_outside_the_classes_for_the_caller_to_name()
         read_labels(got, CLASSES, name="y")
 
 
-def test_class_coder_looks_a_repeated_dictionary_up_once(monkeypatch):
-    import monitoring.columns as columns
-
-    calls = []
-    original = columns._vocabulary_index
-    monkeypatch.setattr(columns, "_vocabulary_index", lambda *a: calls.append(1) or original(*a))
+def test_class_coder_looks_a_repeated_dictionary_up_once(lookups):
     coder = ClassCoder(CLASSES)
     for chunk in LABEL_CHUNKS["same dictionary"] * 3:
         coder.labels(chunk)
-    assert len(calls) == 1
+    assert len(lookups) == 1
