@@ -7,7 +7,7 @@ Starts `mlflow server` (SQLite backend in WORKDIR, one worker, no job runner), c
 `--runs` finished batch runs of model "bench" with `--metrics` metrics each (one
 `create_run`, one `log_batch`, one `set_terminated` per run), then times
 `monitoring compare --model-name bench --format csv` in a fresh child process and
-`monitoring.comparison.compare` in-process (`--repeat` times), counting the HTTP requests
+`monitoring.track.comparison.compare` in-process (`--repeat` times), counting the HTTP requests
 compare makes. The same is done again for model "bench10" (`--small-metrics` per run, same
 store) to show that the request count does not grow with metrics per run, and once more
 with `versions=["1", "2"]` (one search per version). Prints a table and writes it to
@@ -137,7 +137,7 @@ def mlflow_command() -> list[str]:
 
 def monitoring_command() -> list[str]:
     script = Path(sys.executable).parent / "monitoring"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitoring.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "monitoring.cli.main"]
 
 
 def start_server(workdir: Path, port: int) -> subprocess.Popen:
@@ -248,7 +248,7 @@ def create_runs(client, experiment_id: str, model: str, runs: int, n_metrics: in
     """`runs` finished batch runs of `model`: versions "1" then "2"; returns seconds."""
     from mlflow.entities import Metric, RunTag
 
-    from monitoring.tracking import tags
+    from monitoring.track import tags
 
     rng = random.Random(f"{SEED}-{model}")
     keys = metric_keys(n_metrics)
@@ -362,7 +362,7 @@ def time_cli(model: str, uri: str, workdir: Path) -> tuple[float, float, int]:
 @contextlib.contextmanager
 def timing_reads(seconds: list[float]) -> Iterator[None]:
     """Time `history.read_batch_runs` (which `compare` imports when called) into `seconds`."""
-    from monitoring.tracking import history
+    from monitoring.track import history
 
     original = history.read_batch_runs
 
@@ -384,7 +384,7 @@ def time_inprocess(
     client, model: str, repeat: int, versions: Sequence[str] | None = None
 ) -> tuple[list[Call], int]:
     """Each call (seconds, reading seconds, requests), and the trend rows."""
-    from monitoring.comparison import compare
+    from monitoring.track.comparison import compare
 
     calls: list[Call] = []
     rows = 0
@@ -404,7 +404,7 @@ def time_inprocess(
 
 def profile_inprocess(client, model: str, path: Path) -> str:
     """cProfile one in-process compare; the top functions by cumulative and own time."""
-    from monitoring.comparison import compare
+    from monitoring.track.comparison import compare
 
     profiler = cProfile.Profile()
     profiler.enable()

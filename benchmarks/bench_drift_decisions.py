@@ -34,9 +34,9 @@ import pandas as pd
 from scipy import stats
 
 import monitoring
-from monitoring.config import DriftConfig, MonitoringConfig
-from monitoring.drift import compare
-from monitoring.evaluation import _Pass
+from monitoring.core.config import DriftConfig, MonitoringConfig
+from monitoring.evaluation.batch import _Pass
+from monitoring.measure.drift import decide_drift
 
 NUMERIC = [f"n{i}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
@@ -140,7 +140,7 @@ def decide_all(frame: pd.DataFrame, reference: monitoring.Reference) -> dict[str
     out = {}
     for name, rule in RULES.items():
         dataset = state.multivariate.result() if rule.calibrated else ()
-        columns, tests = compare(state.profile, rule, dataset)
+        columns, tests = decide_drift(state.profile, rule, dataset)
         features = [c for c in columns if c.role == "feature"]
         out[name] = any(c.drifted for c in features) or any(t.drifted for t in tests)
     return out

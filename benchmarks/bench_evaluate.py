@@ -202,7 +202,7 @@ def _shown(command: list[str]) -> str:
 def monitoring_command() -> list[str]:
     """The `monitoring` console script beside this interpreter, else `python -m`."""
     script = Path(sys.executable).parent / "monitoring"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "monitoring.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "monitoring.cli.main"]
 
 
 def evaluate_seconds(stdout: str) -> tuple[int, float]:
@@ -327,13 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     cli = monitoring_command()
     imported = run_child(
-        [sys.executable, "-c", "import monitoring.pipeline"],
+        [sys.executable, "-c", "import monitoring.track.pipeline"],
         cwd=workdir,
         env=env,
-        what="import monitoring.pipeline",
+        what="import monitoring.track.pipeline",
     )
     rows.append(
-        Row("python -c 'import monitoring.pipeline'", 0, imported.wall_s, imported.peak_rss_mb)
+        Row(
+            "python -c 'import monitoring.track.pipeline'", 0, imported.wall_s, imported.peak_rss_mb
+        )
     )
 
     fit = run_child(

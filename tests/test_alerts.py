@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitoring.alerts import (
+from monitoring.core.alert_rules import (
     DEFAULT_RULES,
     MIN_SD,
     AlertRule,

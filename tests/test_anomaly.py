@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.anomaly import (
+from monitoring.errors import ColumnNotFoundError, ConfigError, EmptyBatchError
+from monitoring.evaluation.batch import fit_reference
+from monitoring.measure.anomaly import (
     DEFAULT_MIN_SCALE,
     AnomalyModel,
     NumericSurprise,
     fit_anomaly_model,
     top_features,
 )
-from monitoring.errors import ColumnNotFoundError, ConfigError, EmptyBatchError
-from monitoring.evaluation import fit_reference
-from monitoring.reference import CategoricalProfile, NumericalProfile
+from monitoring.measure.reference import CategoricalReference, NumericalReference
 
 N_REFERENCE = 5_000
 N_CALIBRATION = 10_000
@@ -163,7 +163,7 @@ def test_a_missing_feature_column_is_named(model):
 
 def test_hand_computed_tiny_profiles():
     """Numeric: values 0, .5 | 1, 2, 4 (edge at 1) and one missing; categorical a a a b."""
-    numeric = NumericalProfile(
+    numeric = NumericalReference(
         column="x",
         role="feature",
         edges=np.array([1.0]),
@@ -175,7 +175,7 @@ def test_hand_computed_tiny_profiles():
         mean=1.5,
         std=1.41,
     )
-    categorical = CategoricalProfile(
+    categorical = CategoricalReference(
         column="c",
         role="feature",
         vocabulary=("a", "b"),

@@ -28,8 +28,8 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from monitoring.cli import main
-from monitoring.config import EvaluationConfig, MonitoringConfig, load_config
+from monitoring.cli.main import main
+from monitoring.core.config import EvaluationConfig, MonitoringConfig, load_config
 from monitoring.errors import (
     ColumnNotFoundError,
     ConfigError,
@@ -43,9 +43,9 @@ from monitoring.errors import (
     SchemaError,
     TrackingUnreachableError,
 )
-from monitoring.evaluation import evaluate, fit_reference
-from monitoring.pipeline import evaluate_and_log
+from monitoring.evaluation.batch import evaluate, fit_reference
 from monitoring.stats.registry import METHODS
+from monitoring.track.pipeline import evaluate_and_log
 
 ROW = 77  # the faulty row: past the first chunk of CHUNKED, so offsets are checked too
 CHUNKED = MonitoringConfig(evaluation=EvaluationConfig(chunk_size=50))

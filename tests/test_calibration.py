@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 
 import monitoring
-from monitoring.config import DriftConfig, MonitoringConfig
+from monitoring.core.config import DriftConfig, MonitoringConfig
 from monitoring.errors import ConfigError
-from monitoring.multivariate import ReconstructionModel
+from monitoring.measure.multivariate import ReconstructionModel
 from monitoring.stats.calibration import (
     histogram_nulls,
     simulate_histogram_null,

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from monitoring.cli import EXIT_DRIFT, main
+from monitoring.cli.main import EXIT_DRIFT, main
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_demo_runs_end_to_end(tracking_uri, tmp_path):
 
 
 def test_progress_line_only_on_a_terminal(monkeypatch, capsys):
-    from monitoring.cli import progress_printer
+    from monitoring.cli.main import progress_printer
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     assert progress_printer("batch") is None
@@ -187,7 +187,7 @@ def test_the_console_script_freezes_the_heap_before_exit(monkeypatch):
     that the interpreter's last collection is cheap; `main` itself does not."""
     import gc
 
-    import monitoring.cli as cli
+    import monitoring.cli.main as cli
 
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.columns import ClassCoder, LabelCoder, label_categories, label_codes
+from monitoring.collect.columns import ClassCoder, LabelCoder, label_categories, label_codes
 from monitoring.errors import InvalidValueError
-from monitoring.performance.classification import read_labels
+from monitoring.measure.performance.classification import read_labels
 
 VOCABULARY = ("1", "a", "b", "c")
 
@@ -51,7 +51,7 @@ def test_codes_equal_label_codes_chunk_after_chunk(chunks):
 @pytest.fixture
 def lookups(monkeypatch) -> list[int]:
     """One entry per dictionary looked up in a vocabulary (`columns._vocabulary_index`)."""
-    import monitoring.columns as columns
+    import monitoring.collect.columns as columns
 
     calls: list[int] = []
     original = columns._vocabulary_index

@@ -10,10 +10,10 @@ from conftest import make_frame
 from mlflow import MlflowClient
 
 from monitoring import ConfigError, MonitoringConfig, compare, evaluate_and_log, fit_reference
-from monitoring.cli import EXIT_ALERT, main
-from monitoring.config import EvaluationConfig
-from monitoring.tracking.history import NoRunsError
-from monitoring.tracking.history_runs import find_history_run
+from monitoring.cli.main import EXIT_ALERT, main
+from monitoring.core.config import EvaluationConfig
+from monitoring.track.history import NoRunsError
+from monitoring.track.history_runs import find_history_run
 
 FAST = MonitoringConfig(evaluation=EvaluationConfig(plot_top_features=0))
 DRIFT_STARTS = 4  # batches 4, 5, ... are shifted: 3 of 3 drifted first holds at batch 6
@@ -84,8 +84,8 @@ def test_alert_fires_exactly_when_the_rule_says_over_http(start_server, referenc
 
 
 def test_two_versions_are_compared_on_shared_batches(tracking_uri, reference):
-    from monitoring.comparison import build_comparison
-    from monitoring.tracking.history import read_batch_runs
+    from monitoring.track.comparison import build_comparison
+    from monitoring.track.history import read_batch_runs
 
     client = MlflowClient(tracking_uri)
     _evaluate_series(reference, days=3)

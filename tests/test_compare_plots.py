@@ -8,7 +8,8 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from monitoring.compare_plots import (
+from monitoring.errors import ColumnNotFoundError, DataError
+from monitoring.track.comparison_plots import (
     STATUS_COLORS,
     feature_columns,
     plot_drift_heatmap,
@@ -16,7 +17,6 @@ from monitoring.compare_plots import (
     plot_performance,
     save_comparison_plots,
 )
-from monitoring.errors import ColumnNotFoundError, DataError
 
 NAN = float("nan")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monitoring import ConfigError, MonitoringConfig, load_config
-from monitoring.config import DriftConfig, EvaluationConfig, config_from_mapping
+from monitoring.core.config import DriftConfig, EvaluationConfig, config_from_mapping
 
 SHIPPED = Path(__file__).resolve().parents[1] / "mlruns_config" / "monitoring.toml"
 

@@ -9,7 +9,7 @@ import torch
 from mlflow import MlflowClient
 
 import monitoring
-from monitoring.config import DriftConfig, MonitoringConfig
+from monitoring.core.config import DriftConfig, MonitoringConfig
 
 
 class TinyCNN(torch.nn.Module):

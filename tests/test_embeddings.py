@@ -17,7 +17,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.utils.data import DataLoader, TensorDataset
 
-from monitoring.embeddings import LISTED_LAYERS, capture_activations, layer_names
 from monitoring.errors import (
     ConfigError,
     DataError,
@@ -25,6 +24,7 @@ from monitoring.errors import (
     InvalidValueError,
     ModelError,
 )
+from monitoring.measure.embeddings import LISTED_LAYERS, capture_activations, layer_names
 
 TOLERANCE = 1e-6
 N_IMAGES = 50  # not a multiple of the batch size 16: the last batch is short

@@ -11,13 +11,13 @@ from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
-from monitoring.columns import label_codes
-from monitoring.config import EvaluationConfig
-from monitoring.model import predict_frame
-from monitoring.performance import classification_error
-from monitoring.profile import BatchProfile
-from monitoring.reference_files import load_reference_files, save_reference
-from monitoring.sorted_column import SortedColumn
+from monitoring.collect.columns import label_codes
+from monitoring.collect.inference import predict_frame
+from monitoring.core.config import EvaluationConfig
+from monitoring.measure.batch_counts import BatchCounts
+from monitoring.measure.performance import classification_error
+from monitoring.measure.reference_files import load_reference_files, save_reference
+from monitoring.stats.sorted_column import SortedColumn
 
 
 def _config(chunk_size: int = 100_000, worst_k: int = 20) -> MonitoringConfig:
@@ -190,8 +190,8 @@ def test_reference_files_round_trip(tmp_path, reference_frame, drifted_frame):
 def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_frame):
     reference = fit_reference(reference_frame)
 
-    def profile(frame: pd.DataFrame) -> BatchProfile:
-        result = BatchProfile.empty(reference)
+    def profile(frame: pd.DataFrame) -> BatchCounts:
+        result = BatchCounts.empty(reference)
         numeric = {c: SortedColumn(frame[c].to_numpy(dtype=float)) for c in ("x", "size")}
         codes = {"color": label_codes(frame["color"], reference.profiles["color"].vocabulary)}
         result.update(numeric, codes, len(frame))

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from monitoring.collect.export import ExportSummary, export_source
+from monitoring.collect.sources import DataFrameSource, Source, SqlSource
 from monitoring.errors import SourceError
-from monitoring.export import ExportSummary, export_source
-from monitoring.sources import DataFrameSource, Source, SqlSource
 
 FRAME = pd.DataFrame(
     {

@@ -97,7 +97,7 @@ def test_streamed_p_values_do_not_import_scipy_stats() -> None:
     # 50,000-row one (tiny statistics fell in kstwo's Durbin region).
     code = (
         "import sys\n"
-        "import monitoring.evaluation, monitoring.drift\n"
+        "import monitoring.evaluation.batch, monitoring.measure.drift\n"
         "from monitoring.stats import ks_pvalue\n"
         "for d in (1e-6, 1e-5, 5e-4, 0.001, 0.004, 0.01, 0.05):\n"
         "    for batch in (1_000_000, 50_000, 6_000):\n"

@@ -40,9 +40,9 @@ from conftest import make_frame
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from monitoring.config import EvaluationConfig, MonitoringConfig, SchemaConfig
+from monitoring.core.config import EvaluationConfig, MonitoringConfig, SchemaConfig
 from monitoring.errors import DtypeMismatchError, MonitoringError, SourceError
-from monitoring.pipeline import evaluate_and_log
+from monitoring.track.pipeline import evaluate_and_log
 
 # --- a file larger than the memory limit ---------------------------------------------
 
@@ -58,7 +58,7 @@ CATEGORIES = pa.array(
 )
 CLASSES = pa.array(["approved", "rejected"])
 
-CHILD_IMPORTS = "import numpy, pandas, pyarrow.parquet, scipy.stats, monitoring.evaluation\n"
+CHILD_IMPORTS = "import numpy, pandas, pyarrow.parquet, scipy.stats, monitoring.evaluation.batch\n"
 BASELINE = CHILD_IMPORTS + textwrap.dedent(
     r"""
     import re
@@ -75,8 +75,8 @@ LIMITED = textwrap.dedent(
 )
 EVALUATE = LIMITED + textwrap.dedent(
     """
-    from monitoring.config import EvaluationConfig, MonitoringConfig
-    from monitoring.evaluation import evaluate, fit_reference
+    from monitoring.core.config import EvaluationConfig, MonitoringConfig
+    from monitoring.evaluation.batch import evaluate, fit_reference
     reference = fit_reference(sys.argv[3], target="label", prediction="prediction")
     config = MonitoringConfig(evaluation=EvaluationConfig(chunk_size=int(sys.argv[4])))
     print(evaluate(sys.argv[2], reference, config=config).n_rows)
@@ -342,7 +342,7 @@ def test_a_malformed_csv_row_deep_in_the_file_names_file_and_line(
 def test_text_in_a_numeric_csv_column_names_file_column_and_row(
     tracking_uri: str, tmp_path: Path
 ) -> None:
-    """Rows in messages are 0-based positions in the batch (monitoring.columns)."""
+    """Rows in messages are 0-based positions in the batch (monitoring.collect.columns)."""
     path = tmp_path / "text.csv"
     frame = make_frame(10_000, seed=5).astype({"size": object})
     frame.loc[7_500, "size"] = "oops"

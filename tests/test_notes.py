@@ -13,11 +13,11 @@ from conftest import make_frame
 from mlflow import MlflowClient
 
 from monitoring import ConfigError, evaluate_and_log, fit_reference
-from monitoring.cli_notes import notes
-from monitoring.notes import VERDICTS, Note, NoteError, ignored_samples, next_note_id
-from monitoring.tracking import log_reference
-from monitoring.tracking.models import register_pytorch_model
-from monitoring.tracking.notes_store import (
+from monitoring.cli.notes import notes
+from monitoring.explain.notes import VERDICTS, Note, NoteError, ignored_samples, next_note_id
+from monitoring.track import log_reference
+from monitoring.track.models import register_pytorch_model
+from monitoring.track.notes_store import (
     add_note,
     ignored_sample_ids,
     list_notes,

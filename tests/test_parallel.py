@@ -10,9 +10,9 @@ import pytest
 from conftest import make_frame
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
-from monitoring.config import EvaluationConfig
+from monitoring.core.config import EvaluationConfig
+from monitoring.core.parallel import MAX_AUTO_THREADS, ReadAhead, read_ahead, thread_count
 from monitoring.errors import ConfigError, DtypeMismatchError
-from monitoring.parallel import MAX_AUTO_THREADS, ReadAhead, read_ahead, thread_count
 
 
 def _config(threads: int, chunk_size: int) -> MonitoringConfig:
@@ -143,7 +143,7 @@ def test_blas_runs_in_one_thread_during_a_pass(threads, reference_frame, batch_f
     """OpenBLAS's spin-waiting threads would double a one-thread pass's CPU time."""
     from threadpoolctl import threadpool_info
 
-    import monitoring.evaluation as evaluation
+    import monitoring.evaluation.batch as evaluation
 
     seen: list[int] = []
     update = evaluation.MultivariatePass.update_scores

@@ -19,15 +19,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-import monitoring.performance
+import monitoring.measure.performance
 from monitoring.errors import ConfigError, InvalidValueError, NotFittedError
-from monitoring.performance import (
+from monitoring.measure.performance import (
     ClassificationMetrics,
     RegressionMetrics,
     classification_error,
     regression_error,
 )
-from monitoring.performance.classification import LOG_LOSS_EPS, binned_roc_auc
+from monitoring.measure.performance.classification import LOG_LOSS_EPS, binned_roc_auc
 
 EXACT = {"rel": 1e-12, "abs": 1e-12}
 N_ROWS = 300
@@ -638,10 +638,13 @@ def test_regression_error_is_absolute_error_with_nan_for_missing() -> None:
 
 
 def test_package_exports() -> None:
-    assert sorted(monitoring.performance.__all__) == [
+    assert sorted(monitoring.measure.performance.__all__) == [
         "ClassificationMetrics",
         "RegressionMetrics",
         "classification_error",
         "regression_error",
     ]
-    assert all(hasattr(monitoring.performance, name) for name in monitoring.performance.__all__)
+    assert all(
+        hasattr(monitoring.measure.performance, name)
+        for name in monitoring.measure.performance.__all__
+    )

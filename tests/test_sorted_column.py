@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitoring.columns import bin_codes
-from monitoring.sorted_column import SortedColumn
+from monitoring.collect.columns import bin_codes
 from monitoring.stats.ecdf import count_on_support, count_sorted_on_support, support_index
+from monitoring.stats.sorted_column import SortedColumn
 
 
 def _cases() -> list[np.ndarray]:

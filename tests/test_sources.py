@@ -18,13 +18,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitoring.errors import (
-    ConfigError,
-    DatabaseUnreachableError,
-    QueryParameterError,
-    SourceError,
-)
-from monitoring.sources import (
+from monitoring.collect.sources import (
     CsvSource,
     DataFrameSource,
     FolderSource,
@@ -34,6 +28,12 @@ from monitoring.sources import (
     mask_url,
     open_source,
     parse_params,
+)
+from monitoring.errors import (
+    ConfigError,
+    DatabaseUnreachableError,
+    QueryParameterError,
+    SourceError,
 )
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

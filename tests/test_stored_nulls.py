@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from conftest import make_frame
 
-import monitoring.drift
+import monitoring.measure.drift
 from monitoring import evaluate, fit_reference
-from monitoring.config import DriftConfig, MonitoringConfig
-from monitoring.reference import NumericalProfile
-from monitoring.reference_files import JSON_NAME, load_reference_files, save_reference
+from monitoring.core.config import DriftConfig, MonitoringConfig
+from monitoring.measure.reference import NumericalReference
+from monitoring.measure.reference_files import JSON_NAME, load_reference_files, save_reference
 from monitoring.stats.calibration import wasserstein_null
 
 
@@ -26,15 +26,15 @@ def reference():
     return fit_reference(make_frame(3000, seed=1), target="label", prediction="prediction")
 
 
-def _numeric(reference) -> dict[str, NumericalProfile]:
-    return {c: p for c, p in reference.profiles.items() if isinstance(p, NumericalProfile)}
+def _numeric(reference) -> dict[str, NumericalReference]:
+    return {c: p for c, p in reference.profiles.items() if isinstance(p, NumericalReference)}
 
 
 def _no_simulation(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the Wasserstein null was simulated again")
 
-    monkeypatch.setattr(monitoring.drift, "wasserstein_null", refuse)
+    monkeypatch.setattr(monitoring.measure.drift, "wasserstein_null", refuse)
 
 
 def test_fit_keeps_exactly_the_simulated_null_of_each_numeric_column(reference):
@@ -65,13 +65,13 @@ def test_saved_and_loaded_nulls_spare_the_evaluation_the_simulation(
 def test_other_settings_simulate_again(reference, monkeypatch):
     config = MonitoringConfig(drift=DriftConfig(simulations=500))
     calls = []
-    real = monitoring.drift.wasserstein_null
+    real = monitoring.measure.drift.wasserstein_null
 
     def counted(*args, **kwargs):
         calls.append(kwargs["simulations"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(monitoring.drift, "wasserstein_null", counted)
+    monkeypatch.setattr(monitoring.measure.drift, "wasserstein_null", counted)
     report = evaluate(make_frame(500, seed=3), reference, config=config)
     assert calls and set(calls) == {500}
     assert report.column("x").score("wasserstein").threshold > 0

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 from torch.utils.data import DataLoader
 
+from monitoring.collect.sources import SqlSource, open_source
+from monitoring.collect.sources.torch_dataset import Chunk, ChunkDataset, LoaderSource, chunk_loader
 from monitoring.errors import ColumnNotFoundError, ConfigError, InvalidValueError, SourceError
-from monitoring.evaluation import evaluate
-from monitoring.sources import SqlSource, open_source
-from monitoring.sources.torch_dataset import Chunk, ChunkDataset, LoaderSource, chunk_loader
+from monitoring.evaluation.batch import evaluate
 
 FEATURES = ["x", "y"]
 FRAME = pd.DataFrame(

@@ -9,9 +9,9 @@ import torch
 from mlflow import MlflowClient
 
 from monitoring import DuplicateBatchError, TrackingError, evaluate_and_log, fit_reference
-from monitoring.sources import SqlSource
-from monitoring.tracking import load_reference, log_reference
-from monitoring.tracking.models import register_pytorch_model
+from monitoring.collect.sources import SqlSource
+from monitoring.track import load_reference, log_reference
+from monitoring.track.models import register_pytorch_model
 
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:

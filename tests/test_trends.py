@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from monitoring.trends import default_metrics, order_batches, version_differences
+from monitoring.track.trends import default_metrics, order_batches, version_differences
 
 
 def _runs(rows):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.worst import WorstSamples
+from monitoring.explain.worst_samples import WorstSamples
 
 
 class _ColumnScorer:

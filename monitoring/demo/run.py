@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitoring.config import MonitoringConfig, SchemaConfig, TrackingConfig
+from monitoring.core.config import MonitoringConfig, SchemaConfig, TrackingConfig
 from monitoring.demo.data import (
     DEMO_FEATURES_CATEGORICAL,
     DEMO_FEATURES_NUMERIC,
@@ -72,10 +72,10 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Build, train, register, fit and evaluate; returns the per-day summary table."""
-    from monitoring.pipeline import evaluate_and_log
-    from monitoring.sources import SqlSource
-    from monitoring.tracking import log_reference, make_client
-    from monitoring.tracking.models import register_pytorch_model
+    from monitoring.collect.sources import SqlSource
+    from monitoring.track import log_reference, make_client
+    from monitoring.track.models import register_pytorch_model
+    from monitoring.track.pipeline import evaluate_and_log
 
     started = time.perf_counter()
     folder = Path(workdir)
@@ -118,7 +118,7 @@ def run_demo(
     url = build_predictions_db(folder / "predictions.db", frames)
     echo(f"predictions database: {url} ({days} days of {rows_per_day:,} rows + hold-out)")
 
-    from monitoring.evaluation import fit_reference
+    from monitoring.evaluation.batch import fit_reference
 
     reference = fit_reference(SqlSource(url, QUERY, {"day": 0}), config=config)
     log_reference(client, reference)

@@ -169,7 +169,7 @@ def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
     Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
     `kstwo` at the effective size round(n m / (n + m)), here from `kolmogorov.kstwo_sf`.
     """
-    from monitoring.stats.kolmogorov import kstwo_sf  # lazy: `monitoring.config` imports ecdf
+    from monitoring.stats.kolmogorov import kstwo_sf  # lazy: `monitoring.core.config` imports ecdf
 
     m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
     effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0

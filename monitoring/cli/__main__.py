@@ -1,0 +1,5 @@
+"""`python -m monitoring.cli`."""
+
+from monitoring.cli.main import run
+
+run()

@@ -1,0 +1,85 @@
+"""The frozen result of evaluating one batch. Only the tracking layer turns it into MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from monitoring.measure.drift import ColumnDrift, drift_table
+from monitoring.measure.multivariate import DatasetDrift
+from monitoring.measure.reference import FEATURE, PREDICTION, TARGET, Reference
+
+STATUS_OK, STATUS_DRIFT, STATUS_ALERT = "ok", "drift", "alert"
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What one batch evaluation found. `drift_table` has one row per (column, method);
+    `worst_samples` the rows with the highest error; `segments` where the error sits per
+    feature bin or category (None without performance)."""
+
+    reference: Reference
+    columns: tuple[ColumnDrift, ...]
+    n_rows: int
+    performance: Mapping[str, float]
+    worst_samples: pd.DataFrame
+    batch_digest: str
+    source: str
+    source_name: str
+    profile: Mapping[str, Any]
+    time_range: tuple[str, str] | None = None
+    batch_id: str | None = None
+    predicted_by_model: bool = False
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    alerts: tuple[str, ...] = ()
+    segments: pd.DataFrame | None = None
+    multivariate: tuple[DatasetDrift, ...] = ()
+
+    @property
+    def reference_id(self) -> str:
+        return self.reference.id
+
+    @property
+    def drift_table(self) -> pd.DataFrame:
+        return drift_table(self.columns)
+
+    def _role_drift(self, role: str) -> bool | None:
+        chosen = [c for c in self.columns if c.role == role]
+        return any(c.drifted for c in chosen) if chosen else None
+
+    @property
+    def dataset_drift(self) -> bool:
+        """Whether any input feature, or a multivariate test of the inputs, drifted
+        (prediction and target are kept apart)."""
+        return bool(self._role_drift(FEATURE)) or any(d.drifted for d in self.multivariate)
+
+    @property
+    def prediction_drift(self) -> bool | None:
+        return self._role_drift(PREDICTION)
+
+    @property
+    def target_drift(self) -> bool | None:
+        return self._role_drift(TARGET)
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [c.column for c in self.columns if c.role == FEATURE and c.drifted]
+
+    @property
+    def status(self) -> str:
+        """`alert` when an alert rule fired across batches (set by the tracking layer),
+        else `drift` when inputs, prediction or target drifted, else `ok`."""
+        if self.alerts:
+            return STATUS_ALERT
+        drifted = self.dataset_drift or self.prediction_drift or self.target_drift
+        return STATUS_DRIFT if drifted else STATUS_OK
+
+    def column(self, name: str) -> ColumnDrift:
+        for column in self.columns:
+            if column.column == name:
+                return column
+        raise KeyError(f"no column {name!r} in this report")

@@ -1,0 +1,224 @@
+"""Notes on the samples of a batch: what a person found when explaining its worst rows.
+
+A note is a frozen `Note` written as a Markdown file: a front block of structured fields
+between `---` lines (one `key: value` per line, every value JSON-encoded, so the block is
+also valid YAML), a blank line, then the free text:
+
+    ---
+    note_id: "1a2b3c4d-1"
+    run_id: "1a2b3c4d..."
+    model_name: "churn"
+    model_version: "none"
+    batch_id: "b1"
+    sample_ids: ["3", "17"]
+    verdict: "anomaly-ignore"
+    author: "alice"
+    created: "2026-11-27T17:29:28.123456Z"
+    ---
+
+    The text.
+
+`Note.from_markdown(note.to_markdown()) == note` for every note. This module is pure: the
+tracking layer (`monitoring.track.notes_store`) does the reading and writing.
+
+Errors: an unknown verdict is a `ConfigError` (listing `VERDICTS`); everything else wrong
+with a note (empty text, a run that is not a batch run, a sample id that is not among the
+batch's worst samples, an unknown note id, an unparsable note file) is a `NoteError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+
+from monitoring.errors import ConfigError, MonitoringError
+
+__all__ = [
+    "IGNORE_VERDICT",
+    "VERDICTS",
+    "Note",
+    "NoteError",
+    "check_sample_ids",
+    "check_text",
+    "check_verdict",
+    "ignored_samples",
+    "next_note_id",
+    "utc_now",
+]
+
+IGNORE_VERDICT = "anomaly-ignore"
+"""Samples noted with this verdict are excluded from performance when re-evaluated."""
+
+VERDICTS = (
+    IGNORE_VERDICT,
+    "anomaly-keep",
+    "data-quality",
+    "label-error",
+    "model-error",
+    "drift",
+    "other",
+)
+"""Every verdict a note may carry."""
+
+NOTE_ID_RUN_PREFIX = 8
+"""A note id is the first NOTE_ID_RUN_PREFIX characters of its run id, `-`, and a count."""
+
+FRONT = "---"
+_NOTE_ID = re.compile(r"^(?P<prefix>[0-9A-Za-z]+)-(?P<n>[1-9][0-9]*)$")
+
+
+class NoteError(MonitoringError):
+    """A note cannot be written or found (bad run, text, sample ids or note id)."""
+
+
+def check_verdict(verdict: str) -> str:
+    """`verdict` when it is one of VERDICTS, else a ConfigError listing them."""
+    if verdict not in VERDICTS:
+        raise ConfigError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
+    return verdict
+
+
+def check_text(text: str) -> str:
+    """The text without surrounding blanks; an empty text is a NoteError."""
+    stripped = text.strip()
+    if not stripped:
+        raise NoteError("the note is empty: give a text that says what was found")
+    return stripped
+
+
+def _check_field(name: str, value: str) -> str:
+    if not value or value != value.strip() or "\n" in value or "\r" in value:
+        raise NoteError(f"note {name} must be one non-empty line without surrounding blanks")
+    return value
+
+
+def clean_sample_ids(sample_ids: Iterable[str]) -> tuple[str, ...]:
+    """Sample ids as strings, stripped, de-duplicated in order; commas are refused."""
+    out: list[str] = []
+    for raw in sample_ids:
+        value = str(raw).strip()
+        if not value or "," in value or "\n" in value:
+            raise NoteError(f"sample id {raw!r} must be non-empty and contain no comma")
+        if value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def check_sample_ids(
+    sample_ids: Sequence[str], available: Sequence[str], *, column: str, run_id: str
+) -> None:
+    """NoteError naming the first of `sample_ids` absent from `available` (compared as
+    strings with the worst samples' `column`)."""
+    known = set(available)
+    for value in sample_ids:
+        if value not in known:
+            raise NoteError(
+                f"sample id {value!r} is not among the {len(known)} worst samples of run "
+                f"{run_id} (compared with their {column!r} column)"
+            )
+
+
+def next_note_id(run_id: str, existing: Iterable[str]) -> str:
+    """`<run_id[:8]>-<n>`, n one more than the highest n among the run's `existing` ids."""
+    numbers = [int(m["n"]) for m in map(_NOTE_ID.match, existing) if m]
+    return f"{run_id[:NOTE_ID_RUN_PREFIX]}-{max(numbers, default=0) + 1}"
+
+
+def note_id_prefix(note_id: str) -> str:
+    """The run-id prefix of `note_id`; NoteError when it is not `<prefix>-<n>`."""
+    match = _NOTE_ID.match(note_id)
+    if match is None:
+        raise NoteError(f"{note_id!r} is not a note id (expected RUNPREFIX-N, e.g. 1a2b3c4d-1)")
+    return match["prefix"]
+
+
+def note_number(note_id: str) -> int:
+    match = _NOTE_ID.match(note_id)
+    return int(match["n"]) if match else 0
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with microseconds and a `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note on a batch run: structured fields, then free Markdown text."""
+
+    note_id: str
+    run_id: str
+    model_name: str
+    model_version: str
+    batch_id: str
+    sample_ids: tuple[str, ...]
+    verdict: str
+    author: str
+    created: str
+    text: str
+
+    def __post_init__(self) -> None:
+        check_verdict(self.verdict)
+        note_id_prefix(self.note_id)
+        for name in ("run_id", "model_name", "model_version", "batch_id", "author", "created"):
+            _check_field(name, getattr(self, name))
+        object.__setattr__(self, "sample_ids", clean_sample_ids(self.sample_ids))
+        if not self.text.strip():
+            raise NoteError(f"note {self.note_id} has no text")
+
+    @property
+    def ignores_samples(self) -> bool:
+        return self.verdict == IGNORE_VERDICT
+
+    def to_dict(self) -> dict[str, object]:
+        """Every field, sample ids as a list (JSON-ready)."""
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["sample_ids"] = list(self.sample_ids)
+        return out
+
+    def to_markdown(self) -> str:
+        """The front block, a blank line, the text and a final newline."""
+        lines = [FRONT]
+        for name, value in self.to_dict().items():
+            if name != "text":
+                lines.append(f"{name}: {json.dumps(value, ensure_ascii=False)}")
+        lines += [FRONT, "", self.text]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_markdown(cls, markdown: str) -> Note:
+        """The note written by `to_markdown`; NoteError when `markdown` is not one."""
+        head, sep, text = markdown.partition(f"\n{FRONT}\n\n")
+        if not head.startswith(f"{FRONT}\n") or not sep or not text.endswith("\n"):
+            raise NoteError("not a note: expected a '---' front block, a blank line and text")
+        values: dict[str, object] = {}
+        for line in head.split("\n")[1:]:
+            name, colon, raw = line.partition(": ")
+            try:
+                values[name] = json.loads(raw) if colon else None
+            except json.JSONDecodeError:
+                raise NoteError(f"not a note: field {name!r} has an unreadable value") from None
+        names = [f.name for f in fields(cls) if f.name != "text"]
+        if sorted(values) != sorted(names) or not all(
+            isinstance(values[n], list if n == "sample_ids" else str) for n in names
+        ):
+            raise NoteError(f"not a note: the front block must hold exactly {', '.join(names)}")
+        values["sample_ids"] = tuple(values["sample_ids"])  # type: ignore[arg-type]
+        return cls(text=text[:-1], **values)  # type: ignore[arg-type]
+
+
+def ignored_samples(notes: Iterable[Note]) -> tuple[str, ...]:
+    """Sample ids of every `anomaly-ignore` note, in note order, each once."""
+    out: list[str] = []
+    for note in notes:
+        if note.ignores_samples:
+            out += [s for s in note.sample_ids if s not in out]
+    return tuple(out)
+
+
+def sort_key(note: Note) -> tuple[str, str, int]:
+    """Creation time, then run and note number (10 after 9)."""
+    return note.created, note.run_id, note_number(note.note_id)

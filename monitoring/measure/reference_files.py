@@ -1,0 +1,157 @@
+"""Save a fitted reference to a folder and read it back (`reference.json` + `reference.npz`).
+
+Plain files, no MLflow: the tracking layer logs the folder as a run's artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitoring.core.schema import Schema
+from monitoring.errors import NotFittedError
+from monitoring.measure.anomaly import AnomalyModel
+from monitoring.measure.multivariate import ReconstructionModel
+from monitoring.measure.reference import (
+    CategoricalReference,
+    ColumnReference,
+    NumericalReference,
+    Reference,
+)
+from monitoring.stats.calibration import BridgeNull
+
+FORMAT_VERSION = 1
+JSON_NAME = "reference.json"
+ARRAYS_NAME = "reference.npz"
+_ARRAYS = ("edges", "counts", "support", "support_counts")
+_SEGMENT_ARRAYS = ("segment_error_sum", "segment_error_count")
+
+
+def save_reference(reference: Reference, folder: str | Path) -> Path:
+    """Write the reference into `folder` (created if needed); returns the folder."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    profiles = []
+    for index, (column, p) in enumerate(reference.profiles.items()):
+        entry: dict[str, object] = {
+            "column": column,
+            "role": p.role,
+            "kind": p.kind,
+            "n": p.n,
+            "n_missing": p.n_missing,
+        }
+        if isinstance(p, NumericalReference):
+            entry.update(mean=p.mean, std=p.std)
+            for name in _ARRAYS:
+                arrays[f"{index}.{name}"] = getattr(p, name)
+            if p.wasserstein_null is not None:
+                null = p.wasserstein_null
+                arrays[f"{index}.wasserstein_null"] = null.values
+                entry["wasserstein_null"] = {
+                    "n_reference": null.n_reference,
+                    "simulations": null.simulations,
+                    "seed": null.seed,
+                }
+        else:
+            entry["vocabulary"] = list(p.vocabulary)
+            arrays[f"{index}.counts"] = p.counts
+        for name in _SEGMENT_ARRAYS:
+            if getattr(p, name) is not None:
+                arrays[f"{index}.{name}"] = getattr(p, name)
+        profiles.append(entry)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "id": reference.id,
+        "schema": reference.schema.to_dict(),
+        "n_rows": reference.n_rows,
+        "classes": list(reference.classes),
+        "bins": reference.bins,
+        "smoothing": reference.smoothing,
+        "max_categories": reference.max_categories,
+        "source": reference.source,
+        "notes": list(reference.notes),
+        "profiles": profiles,
+        "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
+        "multivariate": (
+            reference.multivariate.to_dict() if reference.multivariate is not None else None
+        ),
+    }
+    (out / JSON_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    np.savez_compressed(out / ARRAYS_NAME, **arrays)
+    return out
+
+
+def _stored_null(entry: dict, arrays: Any, index: int) -> BridgeNull | None:
+    """The Wasserstein null saved with a numeric profile; None in files from before it."""
+    found = entry.get("wasserstein_null")
+    if not found or f"{index}.wasserstein_null" not in arrays:
+        return None
+    return BridgeNull(
+        arrays[f"{index}.wasserstein_null"],
+        int(found["n_reference"]),
+        int(found["simulations"]),
+        int(found["seed"]),
+    )
+
+
+def load_reference_files(folder: str | Path) -> Reference:
+    """Read a reference written by `save_reference`; checks its digest."""
+    source = Path(folder)
+    try:
+        meta = json.loads((source / JSON_NAME).read_text(encoding="utf-8"))
+        arrays = np.load(source / ARRAYS_NAME)
+    except FileNotFoundError as error:
+        raise NotFittedError(
+            f"no fitted reference in {source}: {error.filename} is missing"
+        ) from None
+    profiles: dict[str, ColumnReference] = {}
+    for index, entry in enumerate(meta["profiles"]):
+        column = entry["column"]
+        segments = {name: arrays.get(f"{index}.{name}") for name in _SEGMENT_ARRAYS}
+        if entry["kind"] == "numerical":
+            profiles[column] = NumericalReference(
+                column=column,
+                role=entry["role"],
+                n=entry["n"],
+                n_missing=entry["n_missing"],
+                mean=entry["mean"],
+                std=entry["std"],
+                **{name: arrays[f"{index}.{name}"] for name in _ARRAYS},
+                **segments,
+                wasserstein_null=_stored_null(entry, arrays, index),
+            )
+        else:
+            profiles[column] = CategoricalReference(
+                column=column,
+                role=entry["role"],
+                vocabulary=tuple(entry["vocabulary"]),
+                counts=arrays[f"{index}.counts"],
+                n=entry["n"],
+                n_missing=entry["n_missing"],
+                **segments,
+            )
+    reference = Reference(
+        schema=Schema.from_dict(meta["schema"]),
+        profiles=profiles,
+        n_rows=meta["n_rows"],
+        classes=tuple(meta["classes"]),
+        bins=meta["bins"],
+        smoothing=meta["smoothing"],
+        max_categories=meta["max_categories"],
+        source=meta["source"],
+        notes=tuple(meta["notes"]),
+        id=meta["id"],
+        anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
+        multivariate=(
+            ReconstructionModel.from_dict(meta["multivariate"])
+            if meta.get("multivariate")
+            else None
+        ),
+    )
+    if reference.digest() != reference.id:
+        raise NotFittedError(f"reference files in {source} do not match their id {reference.id}")
+    return reference

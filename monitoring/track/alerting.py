@@ -1,0 +1,59 @@
+"""Apply the alert rules to a batch before it is logged, using the version's earlier batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from monitoring.core.alert_rules import AlertRule
+from monitoring.evaluation.report import BatchReport
+from monitoring.track.batch_run import metrics_of
+from monitoring.track.history import NoRunsError, read_batch_runs
+from monitoring.track.keys import key_map
+from monitoring.track.registry import ModelInfo
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def alerts_for_batch(
+    client: MlflowClient,
+    report: BatchReport,
+    *,
+    model: ModelInfo,
+    batch_id: str,
+    rules: Sequence[AlertRule],
+) -> tuple[str, ...]:
+    """Names of the rules in alert at this batch, given the version's finished batches.
+
+    The batch takes its place by batch time (then batch id) among the earlier ones, so a
+    batch evaluated out of order is judged on the batches before it; a batch being
+    replaced is left out of its own history.
+    """
+    from monitoring.track.comparison import evaluate_rules, rule_name
+    from monitoring.track.trends import order_batches
+
+    if not rules:
+        return ()
+    try:
+        earlier = read_batch_runs(client, model.name, versions=[model.version])
+        earlier = earlier[earlier["batch_id"] != batch_id]
+    except NoRunsError:
+        earlier = pd.DataFrame()
+    keys = key_map([c.column for c in report.columns])
+    batch_time = pd.Timestamp(report.time_range[0]) if report.time_range else pd.Timestamp.now()
+    current = {
+        "model_version": model.version,
+        "batch_id": batch_id,
+        "batch_time": batch_time,
+        "status": report.status,
+        "run_id": "",
+        **metrics_of(report, keys),
+    }
+    trend = order_batches(pd.concat([earlier, pd.DataFrame([current])], ignore_index=True))
+    alerts = evaluate_rules(trend, rules)
+    mine = alerts[(alerts["batch_id"] == batch_id) & alerts["alert"]]
+    names = {rule_name(r) for r in rules}
+    return tuple(sorted(set(mine["rule"]) & names))

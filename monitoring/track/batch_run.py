@@ -1,0 +1,312 @@
+"""Write one BatchReport as one MLflow run: tags, params, metrics, artifacts, inputs.
+
+The run is written in this order: refuse a duplicate batch id, create (or attach to) the
+run, write artifacts, then metrics/params/tags in batched calls, then mark it FINISHED.
+Any failure on the way marks the run FAILED with the reason in `monitoring.error`, so a
+FINISHED run is always complete. Replaced runs are deleted only after the new one finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from monitoring.errors import DuplicateBatchError, TrackingError
+from monitoring.evaluation.report import BatchReport
+from monitoring.measure.reference import FEATURE
+from monitoring.track import tags
+from monitoring.track.description import markdown_summary
+from monitoring.track.experiments import experiment_id, mark_failed
+from monitoring.track.keys import key_map
+from monitoring.track.registry import ModelInfo
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+MAX_PARAM_LENGTH = 6000
+LARGE_TABLE_ROWS = 500  # the UI previews 500 CSV rows: larger tables also go as Parquet
+
+
+def batch_filter(model: ModelInfo, batch_id: str) -> str:
+    """search_runs filter for the finished batch runs of (model, version, batch id)."""
+    return (
+        f"tags.`{tags.KIND}` = '{tags.KIND_BATCH}' and "
+        f"tags.`{tags.MODEL_NAME}` = '{quote_value(model.name)}' and "
+        f"tags.`{tags.MODEL_VERSION}` = '{quote_value(model.version)}' and "
+        f"tags.`{tags.BATCH_ID}` = '{quote_value(batch_id)}' and attributes.status = 'FINISHED'"
+    )
+
+
+def quote_value(value: str) -> str:
+    """A value for a search_runs filter string, single quotes doubled."""
+    return value.replace("'", "''")
+
+
+def run_name(model: ModelInfo, batch_id: str) -> str:
+    version = f"v{model.version}" if model.registered else "unversioned"
+    return f"{model.name}-{version}-{batch_id}"
+
+
+def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:
+    """Every metric of the run contract, keyed as BRIEF.md says; non-finite values dropped."""
+    out: dict[str, float] = {}
+    for c in report.columns:
+        prefix = f"drift/{keys[c.column]}"
+        for s in c.scores:
+            out[f"{prefix}/{s.method}"] = s.statistic
+            if s.p_value is not None:
+                out[f"{prefix}/{s.method}_pvalue"] = s.p_value
+            if s.method == c.decision_method or c.effect_method is not None:
+                out[f"{prefix}/{s.method}_threshold"] = s.threshold
+        if c.adjusted_p_value is not None:
+            out[f"{prefix}/adjusted_pvalue"] = c.adjusted_p_value
+        if c.effect is not None:
+            out[f"{prefix}/effect"] = c.effect
+        out[f"{prefix}/drifted"] = float(c.drifted)
+        out[f"{prefix}/missing_rate"] = c.missing_rate
+        if c.unseen_rate is not None:
+            out[f"{prefix}/unseen_rate"] = c.unseen_rate
+    features = [c for c in report.columns if c.role == FEATURE]
+    drifted = len(report.drifted_features)
+    out["drift/dataset/drift"] = float(report.dataset_drift)
+    out["drift/dataset/n_drifted"] = float(drifted)
+    out["drift/dataset/share_drifted"] = drifted / len(features) if features else 0.0
+    for d in report.multivariate:
+        out[f"drift/dataset/{d.method}"] = d.statistic
+        out[f"drift/dataset/{d.method}_pvalue"] = d.p_value
+        out[f"drift/dataset/{d.method}_threshold"] = d.threshold
+        out[f"drift/dataset/{d.method}_effect"] = d.effect
+        out[f"drift/dataset/{d.method}_drifted"] = float(d.drifted)
+    if report.prediction_drift is not None:
+        out["drift/dataset/prediction_drift"] = float(report.prediction_drift)
+    if report.target_drift is not None:
+        out["drift/dataset/target_drift"] = float(report.target_drift)
+    for name, value in report.performance.items():
+        out[f"perf/{name}"] = value
+    out["data/n_rows"] = float(report.n_rows)
+    out["data/n_features"] = float(len(features))
+    # Every feature has one cell per row, so the share of missing cells is the mean rate.
+    rates = [c.missing_rate for c in features]
+    out["data/missing_rate"] = sum(rates) / len(rates) if rates else 0.0
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def _metrics(values: Mapping[str, float], model: ModelInfo) -> list[Metric]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, v, now, 0, model_id=model.model_id) for k, v in values.items()]
+
+
+def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mapping[str, str]):
+    from mlflow.entities import Param
+
+    values = {f"config.{k}": v for k, v in config.items()}
+    values.update(
+        {
+            "batch.id": batch_id,
+            "batch.digest": report.batch_digest,
+            "source.description": report.source,
+            "source.name": report.source_name,
+            "reference.id": report.reference_id,
+            "model.name": model.name,
+            "model.version": model.version,
+            "model.uri": model.uri or "",
+            "model.predicted_in_run": str(report.predicted_by_model),
+        }
+    )
+    return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in values.items()]
+
+
+def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str], top: int) -> None:
+    from monitoring.track.drift_plots import (
+        plot_distribution,
+        plot_drift_overview,
+        plot_worst_samples,
+    )
+
+    report.drift_table.to_csv(folder / "drift.csv", index=False)
+    report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
+    if len(report.worst_samples) > LARGE_TABLE_ROWS:
+        report.worst_samples.to_parquet(folder / "worst_samples.parquet", index=False)
+    if report.segments is not None:
+        report.segments.to_csv(folder / "segments.csv", index=False)
+    (folder / "profile.json").write_text(json.dumps(report.profile, indent=1), encoding="utf-8")
+    (folder / "schema.json").write_text(
+        json.dumps(report.reference.schema.to_dict(), indent=1), encoding="utf-8"
+    )
+    changed = {name: key for name, key in keys.items() if name != key}
+    if changed:
+        (folder / "feature_keys.json").write_text(json.dumps(changed, indent=1), encoding="utf-8")
+    plots = folder / "plots"
+    (plots / "distributions").mkdir(parents=True)
+    plot_drift_overview(report.columns).savefig(plots / "drift_overview.png", dpi=90)
+    if report.performance:
+        plot_worst_samples(report.worst_samples, id_column=report.reference.schema.id).savefig(
+            plots / "worst_samples.png", dpi=90
+        )
+    ranked = sorted(
+        (c for c in report.columns if c.decision_score is not None),
+        key=lambda c: (not c.drifted, -c.decision_score.statistic),  # type: ignore[union-attr]
+    )
+    for column in ranked[:top]:
+        figure = plot_distribution(column)
+        figure.savefig(plots / "distributions" / f"{keys[column.column]}.png", dpi=80)
+
+
+def _table_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps as text, so `log_table` can write JSON."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[column]):
+            out[column] = out[column].astype(str)
+    return out
+
+
+def _dataset_inputs(report: BatchReport):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    def dataset(name: str, digest: str, source: str, rows: int, context: str) -> DatasetInput:
+        entity = Dataset(
+            name=name,
+            digest=digest,
+            source_type="monitoring",
+            source=json.dumps({"description": source}),
+            profile=json.dumps({"num_rows": rows}),
+        )
+        return DatasetInput(entity, [InputTag("mlflow.data.context", context)])
+
+    return [
+        dataset(report.source_name, report.batch_digest, report.source, report.n_rows, "batch"),
+        dataset(
+            f"reference-{report.reference_id}",
+            report.reference_id,
+            report.reference.source,
+            report.reference.n_rows,
+            "reference",
+        ),
+    ]
+
+
+def duplicate_error(model: ModelInfo, batch_id: str, run_id: str) -> DuplicateBatchError:
+    return DuplicateBatchError(
+        f"batch {batch_id!r} was already evaluated for {model.name} version {model.version} "
+        f"(run {run_id}); pass --replace to evaluate it again"
+    )
+
+
+def find_batch_runs(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):
+    return client.search_runs([experiment], filter_string=batch_filter(model, batch_id))
+
+
+def log_batch_report(
+    client: MlflowClient,
+    report: BatchReport,
+    *,
+    model: ModelInfo,
+    batch_id: str,
+    experiment: str,
+    config: Mapping[str, str] | None = None,
+    replace: bool = False,
+    run_id: str | None = None,
+    plot_top_features: int = 6,
+) -> str:
+    """Log `report` as the batch run of (model, version, batch_id); returns the run id.
+
+    `run_id` attaches to an existing run (inside `mlflow run`: MLFLOW_RUN_ID) instead of
+    creating one. A batch id already evaluated for this version is refused unless `replace`.
+    """
+    from mlflow.entities import LoggedModelInput, RunTag
+
+    if run_id:
+        experiment_key = client.get_run(run_id).info.experiment_id
+    else:
+        experiment_key = experiment_id(client, experiment)
+    previous = [r.info.run_id for r in find_batch_runs(client, experiment_key, model, batch_id)]
+    previous = [r for r in previous if r != run_id]
+    if previous and not replace:
+        raise duplicate_error(model, batch_id, previous[0])
+    name = run_name(model, batch_id)
+    run_tags = {
+        tags.KIND: tags.KIND_BATCH,
+        tags.MODEL_NAME: model.name,
+        tags.MODEL_VERSION: model.version,
+        tags.BATCH_ID: batch_id,
+        tags.REFERENCE_ID: report.reference_id,
+        tags.STATUS: report.status,
+        tags.BATCH_DIGEST: report.batch_digest,
+        tags.NOTE: markdown_summary(report, title=name),
+        tags.RUN_NAME: name,
+    }
+    if report.time_range:
+        run_tags[tags.BATCH_TIME_START], run_tags[tags.BATCH_TIME_END] = report.time_range
+    if report.alerts:
+        run_tags[tags.ALERTS] = ", ".join(report.alerts)
+    if previous:
+        run_tags[tags.REPLACES] = ",".join(previous)
+    if run_id is None:
+        run_id = client.create_run(experiment_key, run_name=name).info.run_id
+    try:
+        keys = key_map([c.column for c in report.columns])
+        with tempfile.TemporaryDirectory() as folder:
+            _write_artifacts(report, Path(folder), keys, plot_top_features)
+            client.log_artifacts(run_id, folder)
+        models = [LoggedModelInput(model.model_id)] if model.model_id else None
+        client.log_inputs(run_id, datasets=_dataset_inputs(report), models=models)
+        if not report.worst_samples.empty:  # a paged table in the UI's artifact view
+            client.log_table(run_id, _table_ready(report.worst_samples), "worst_samples.json")
+        client.log_batch(
+            run_id,
+            metrics=_metrics(metrics_of(report, keys), model),
+            params=_params(report, model, batch_id, config or {}),
+            tags=[RunTag(k, v) for k, v in run_tags.items()],
+        )
+    except Exception as error:
+        mark_failed(client, run_id, error)
+        if isinstance(error, TrackingError):
+            raise
+        raise TrackingError(f"logging batch {batch_id!r} failed: {error}") from error
+    client.set_terminated(run_id, "FINISHED")
+    for old in previous:
+        carry_notes(client, old, run_id)
+        client.set_tag(old, tags.REPLACED_BY, run_id)
+        client.delete_run(old)
+    return run_id
+
+
+def carry_notes(client: MlflowClient, old_run: str, new_run: str) -> None:
+    """Copy a replaced run's notes (artifacts under notes/ and their tags) to its successor,
+    so findings and anomaly-ignore decisions survive a re-evaluation."""
+    from mlflow.entities import RunTag
+
+    old_tags = client.get_run(old_run).data.tags
+    notes_tags = [RunTag(k, v) for k, v in old_tags.items() if k.startswith(tags.NOTES_PREFIX)]
+    if not notes_tags:
+        return
+    if client.list_artifacts(old_run, "notes"):
+        with tempfile.TemporaryDirectory() as folder:
+            local = client.download_artifacts(old_run, "notes", folder)
+            client.log_artifacts(new_run, local, "notes")
+    client.log_batch(new_run, tags=notes_tags)
+
+
+def ignored_in_previous(
+    client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str
+) -> tuple[str, ...]:
+    """Sample ids marked anomaly-ignore on the finished run(s) of this batch id."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return ()
+    ids: list[str] = []
+    for run in find_batch_runs(client, found.experiment_id, model, batch_id):
+        value = run.data.tags.get(tags.IGNORED_SAMPLES, "")
+        ids += [part.strip() for part in value.split(",") if part.strip()]
+    return tuple(dict.fromkeys(ids))

@@ -1,0 +1,95 @@
+"""Human-readable summaries of a batch report: Markdown for MLflow, a table for terminals."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from monitoring.evaluation.report import BatchReport
+from monitoring.measure.reference import FEATURE
+
+
+def decision_rows(report: BatchReport) -> pd.DataFrame:
+    """One row per column: role, decision method, statistic, threshold, verdict."""
+    rows = []
+    for c in report.columns:
+        score = c.decision_score
+        rows.append(
+            {
+                "column": c.column,
+                "role": c.role,
+                "method": c.decision_method,
+                "statistic": score.statistic if score else float("nan"),
+                "threshold": score.threshold if score else float("nan"),
+                "p_adjusted": _number(c.adjusted_p_value),
+                "effect": _number(c.effect),
+                "missing": c.missing_rate,
+                "drifted": "DRIFT" if c.drifted else "ok",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def dataset_lines(report: BatchReport) -> list[str]:
+    """One line per multivariate test of the inputs."""
+    return [
+        f"{d.method}: statistic {d.statistic:.4g} (threshold {d.threshold:.4g}), "
+        f"p {d.p_value:.3g}, effect {d.effect:.3g} -> {'DRIFT' if d.drifted else 'ok'}"
+        for d in report.multivariate
+    ]
+
+
+def terminal_table(report: BatchReport) -> str:
+    """The per-column table the CLI prints, then the multivariate tests."""
+    table = decision_rows(report)
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return "\n".join([text, *dataset_lines(report)])
+
+
+def markdown_summary(report: BatchReport, *, title: str) -> str:
+    """The run description (`mlflow.note.content`)."""
+    features = [c for c in report.columns if c.role == FEATURE]
+    drifted = report.drifted_features
+    lines = [
+        f"## {title}",
+        "",
+        f"**Status: `{report.status}`** · {report.n_rows:,} rows · reference "
+        f"`{report.reference_id}` · batch digest `{report.batch_digest}`",
+        "",
+        f"- Input features drifted: {len(drifted)} of {len(features)}"
+        + (f" ({', '.join(drifted)})" if drifted else ""),
+        f"- Prediction drift: {_flag(report.prediction_drift)}; "
+        f"target drift: {_flag(report.target_drift)}",
+    ]
+    if report.time_range:
+        lines.append(f"- Batch time: {report.time_range[0]} to {report.time_range[1]}")
+    if report.predicted_by_model:
+        lines.append("- Predictions computed by the registered model during evaluation")
+    if report.performance:
+        shown = ", ".join(
+            f"{k} {v:.4g}" for k, v in report.performance.items() if not k.startswith("n_")
+        )
+        lines.append(f"- Performance: {shown}")
+    for line in dataset_lines(report):
+        lines.append(f"- Multivariate {line}")
+    for warning in report.warnings:
+        lines.append(f"- ⚠ {warning}")
+    lines += [
+        "",
+        "| column | role | method | statistic | threshold | adjusted p | effect | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in decision_rows(report).itertuples():
+        lines.append(
+            f"| {row.column} | {row.role} | {row.method} | {row.statistic:.4g} | "
+            f"{row.threshold:.4g} | {row.p_adjusted:.3g} | {row.effect:.3g} | {row.drifted} |"
+        )
+    lines += ["", "Artifacts: `drift.csv`, `worst_samples.csv`, `profile.json`, `plots/`."]
+    return "\n".join(lines)
+
+
+def _flag(value: bool | None) -> str:
+    return "n/a" if value is None else ("**yes**" if value else "no")

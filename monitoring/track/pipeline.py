@@ -1,0 +1,167 @@
+"""Evaluate a batch and log it as an MLflow run: what the CLI, MLproject and demo call."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from monitoring.collect.sources import Source
+from monitoring.core.config import MonitoringConfig
+from monitoring.errors import TrackingError
+from monitoring.evaluation.batch import evaluate, fit_reference
+from monitoring.evaluation.report import BatchReport
+from monitoring.measure.multivariate import DatasetDrift
+from monitoring.measure.reference import Reference
+from monitoring.track import (
+    ModelInfo,
+    load_reference,
+    log_batch_report,
+    log_reference,
+    make_client,
+    resolve_model,
+    resolve_tracking_uri,
+)
+from monitoring.track.alerting import alerts_for_batch
+from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
+from monitoring.track.history_runs import sync_history
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+REFERENCE_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class LoggedEvaluation:
+    """A batch evaluation and where it was logged."""
+
+    report: BatchReport
+    run_id: str
+    experiment: str
+    tracking_uri: str
+    model: ModelInfo
+    batch_id: str
+
+
+def is_reference_id(value: object) -> bool:
+    """A 16-hex-digit id that is not also the name of a file here."""
+    return isinstance(value, str) and bool(REFERENCE_ID.match(value)) and not Path(value).exists()
+
+
+def obtain_reference(
+    client: MlflowClient,
+    reference: Reference | pd.DataFrame | str | Source,
+    config: MonitoringConfig,
+) -> Reference:
+    """A reference id is loaded from the store; data is fitted and logged once."""
+    if isinstance(reference, Reference):
+        fitted = reference
+    elif is_reference_id(reference):
+        return load_reference(client, reference)  # type: ignore[arg-type]
+    else:
+        fitted = fit_reference(reference, config=config)
+    log_reference(client, fitted)
+    return fitted
+
+
+def experiment_name_for(config: MonitoringConfig, model_name: str) -> str:
+    """The experiment of a monitored model (`tracking.experiment`, default monitoring-NAME)."""
+    return config.tracking.experiment.format(model_name=model_name)
+
+
+def evaluate_and_log(
+    batch: pd.DataFrame | str | Source,
+    *,
+    reference: Reference | pd.DataFrame | str | Source,
+    config: MonitoringConfig | None = None,
+    batch_id: str | None = None,
+    model_uri: str | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    model: Any = None,
+    query: str | None = None,
+    params: Mapping[str, object] | None = None,
+    replace: bool = False,
+    client: MlflowClient | None = None,
+    run_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    dataset_tests: Sequence[DatasetDrift] = (),
+) -> LoggedEvaluation:
+    """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
+
+    `batch_id` defaults to the source name and the batch's content digest. `model` is an
+    already loaded module to use instead of loading `model_uri`. `run_id` logs into an
+    existing run (the one `mlflow run` created) instead of a new one. With `replace`, the
+    samples that notes marked anomaly-ignore on the replaced run are left out of a second
+    set of performance metrics (`perf/<metric>_excl_ignored`), and its notes carry over.
+    `dataset_tests` (such as `monitoring.embedding_drift`) join the batch verdict and are
+    logged as `drift/dataset/<method>`.
+    """
+    config = config or MonitoringConfig()
+    uri = resolve_tracking_uri(config.tracking.uri)
+    client = client or make_client(uri)
+    info = resolve_model(
+        client, model_uri=model_uri, model_name=model_name, model_version=model_version
+    )
+    experiment = experiment_name_for(config, info.name)
+    if batch_id is not None and not replace and run_id is None:
+        _refuse_duplicate(client, experiment, info, batch_id)
+    fitted = obtain_reference(client, reference, config)
+    ignored = (
+        ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
+    )
+    report = evaluate(
+        batch,
+        fitted,
+        config=config,
+        model=model if model is not None else model_uri,
+        batch_id=batch_id,
+        query=query,
+        params=params,
+        progress=progress,
+        ignored_samples=ignored,
+        dataset_tests=dataset_tests,
+    )
+    batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
+    alerts = alerts_for_batch(
+        client, report, model=info, batch_id=batch_id, rules=config.alerts.rules
+    )
+    report = dataclasses.replace(report, alerts=alerts)
+    run_id = log_batch_report(
+        client,
+        report,
+        model=info,
+        batch_id=batch_id,
+        experiment=experiment,
+        config=config.flat(),
+        replace=replace,
+        run_id=run_id,
+        plot_top_features=config.evaluation.plot_top_features,
+    )
+    if config.tracking.history:
+        try:
+            experiment_key = client.get_run(run_id).info.experiment_id
+            sync_history(client, experiment_key, info.name, info.version)
+        except Exception as error:  # the batch run itself is complete: say so
+            raise TrackingError(
+                f"batch run {run_id} was logged, but the history run of {info.name} version "
+                f"{info.version} could not be updated ({error}); run `monitoring compare "
+                f"--model-name {info.name} --rebuild-history`"
+            ) from error
+    return LoggedEvaluation(report, run_id, experiment, client.tracking_uri, info, batch_id)
+
+
+def _refuse_duplicate(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):
+    """Fail before the (possibly long) evaluation when the batch id is taken."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return
+    runs = find_batch_runs(client, found.experiment_id, model, batch_id)
+    if runs:
+        raise duplicate_error(model, batch_id, runs[0].info.run_id)
