@@ -35,7 +35,8 @@ from scipy import stats
 
 import monitoring
 from monitoring.core.config import DriftConfig, MonitoringConfig
-from monitoring.evaluation.batch import _Pass
+from monitoring.core.engine import Engine
+from monitoring.evaluation.batch_plan import BatchPlan
 from monitoring.measure.drift import decide_drift
 
 NUMERIC = [f"n{i}" for i in range(14)]
@@ -134,13 +135,13 @@ RULES: dict[str, DriftConfig] = {
 def decide_all(frame: pd.DataFrame, reference: monitoring.Reference) -> dict[str, bool]:
     """The batch verdict of every rule, from one pass over the batch."""
     config = MonitoringConfig(drift=RULES["calibrated"])
-    state = _Pass(reference, config, None, where="bench")
-    for start in range(0, len(frame), 100_000):
-        state.add(frame.iloc[start : start + 100_000])
+    plan = BatchPlan(reference, config, None, where="bench")
+    with Engine(config.evaluation.threads) as engine:
+        engine.run((frame.iloc[i : i + 100_000] for i in range(0, len(frame), 100_000)), plan)
     out = {}
     for name, rule in RULES.items():
-        dataset = state.multivariate.result() if rule.calibrated else ()
-        columns, tests = decide_drift(state.profile, rule, dataset)
+        dataset = plan.multivariate.result() if rule.calibrated else ()
+        columns, tests = decide_drift(plan.counts, rule, dataset)
         features = [c for c in columns if c.role == "feature"]
         out[name] = any(c.drifted for c in features) or any(t.drifted for t in tests)
     return out

@@ -9,7 +9,7 @@ import pytest
 
 from monitoring.collect.columns import ClassCoder, LabelCoder, label_categories, label_codes
 from monitoring.errors import InvalidValueError
-from monitoring.measure.performance.classification import read_labels
+from monitoring.measure.performance.labels import read_labels
 
 VOCABULARY = ("1", "a", "b", "c")
 

@@ -11,13 +11,10 @@ from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
-from monitoring.collect.columns import label_codes
 from monitoring.collect.inference import predict_frame
 from monitoring.core.config import EvaluationConfig
-from monitoring.measure.batch_counts import BatchCounts
 from monitoring.measure.performance import classification_error
 from monitoring.measure.reference_files import load_reference_files, save_reference
-from monitoring.stats.sorted_column import SortedColumn
 
 
 def _config(chunk_size: int = 100_000, worst_k: int = 20) -> MonitoringConfig:
@@ -185,26 +182,6 @@ def test_reference_files_round_trip(tmp_path, reference_frame, drifted_frame):
     pd.testing.assert_frame_equal(
         evaluate(drifted_frame, loaded).drift_table, evaluate(drifted_frame, reference).drift_table
     )
-
-
-def test_profiles_of_two_halves_merge_into_the_whole(reference_frame, batch_frame):
-    reference = fit_reference(reference_frame)
-
-    def profile(frame: pd.DataFrame) -> BatchCounts:
-        result = BatchCounts.empty(reference)
-        numeric = {c: SortedColumn(frame[c].to_numpy(dtype=float)) for c in ("x", "size")}
-        codes = {"color": label_codes(frame["color"], reference.profiles["color"].vocabulary)}
-        result.update(numeric, codes, len(frame))
-        return result
-
-    merged = profile(batch_frame.iloc[:300])
-    merged.merge(profile(batch_frame.iloc[300:]))
-    whole = profile(batch_frame)
-    assert merged.n_rows == whole.n_rows == len(batch_frame)
-    for column in ("x", "size", "color"):
-        np.testing.assert_array_equal(merged.columns[column].counts, whole.columns[column].counts)
-    np.testing.assert_array_equal(merged.columns["x"].support.gap, whole.columns["x"].support.gap)
-    assert merged.columns["x"].mean == pytest.approx(whole.columns["x"].mean, rel=1e-12)
 
 
 def test_time_range_comes_from_the_timestamp_column():

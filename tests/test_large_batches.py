@@ -58,7 +58,10 @@ CATEGORIES = pa.array(
 )
 CLASSES = pa.array(["approved", "rejected"])
 
-CHILD_IMPORTS = "import numpy, pandas, pyarrow.parquet, scipy.stats, monitoring.evaluation.batch\n"
+CHILD_IMPORTS = (
+    "import numpy, pandas, pyarrow.parquet, scipy.stats, monitoring.evaluation.batch, "
+    "monitoring.evaluation.fit\n"
+)
 BASELINE = CHILD_IMPORTS + textwrap.dedent(
     r"""
     import re
@@ -76,7 +79,8 @@ LIMITED = textwrap.dedent(
 EVALUATE = LIMITED + textwrap.dedent(
     """
     from monitoring.core.config import EvaluationConfig, MonitoringConfig
-    from monitoring.evaluation.batch import evaluate, fit_reference
+    from monitoring.evaluation.batch import evaluate
+    from monitoring.evaluation.fit import fit_reference
     reference = fit_reference(sys.argv[3], target="label", prediction="prediction")
     config = MonitoringConfig(evaluation=EvaluationConfig(chunk_size=int(sys.argv[4])))
     print(evaluate(sys.argv[2], reference, config=config).n_rows)

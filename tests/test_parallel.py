@@ -143,15 +143,15 @@ def test_blas_runs_in_one_thread_during_a_pass(threads, reference_frame, batch_f
     """OpenBLAS's spin-waiting threads would double a one-thread pass's CPU time."""
     from threadpoolctl import threadpool_info
 
-    import monitoring.evaluation.batch as evaluation
+    from monitoring.measure.multivariate_pass import MultivariatePass
 
     seen: list[int] = []
-    update = evaluation.MultivariatePass.update_scores
+    update = MultivariatePass.update
 
-    def spy(self, columns):  # runs inside the pass, where BLAS is limited
+    def spy(self, chunk):  # runs inside the pass, where BLAS is limited
         seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-        return update(self, columns)
+        return update(self, chunk)
 
-    monkeypatch.setattr(evaluation.MultivariatePass, "update_scores", spy)
+    monkeypatch.setattr(MultivariatePass, "update", spy)
     evaluate(batch_frame, reference_frame, config=_config(threads=threads, chunk_size=500))
     assert seen and set(seen) == {1}

@@ -31,7 +31,7 @@ def _stream(worst: WorstSamples, frame: pd.DataFrame, errors: np.ndarray, chunk:
     held = 0
     for start in range(0, len(frame), chunk):
         rows = frame.iloc[start : start + chunk]
-        worst.update(rows, errors[start : start + chunk], offset=start)
+        worst.offer(rows, errors[start : start + chunk], offset=start)
         held = max(held, worst._errors.size)
     return held
 
@@ -80,8 +80,8 @@ def test_without_a_scorer_and_with_k_zero():
     errors = np.array([0.5, 0.9, np.nan, 0.9, 0.1])
     frame = pd.DataFrame({"x": np.arange(5.0)})
     worst = WorstSamples(2)
-    worst.update(frame, errors, offset=10)
+    worst.offer(frame, errors, offset=10)
     assert worst.result()["row"].tolist() == [11, 13]
     none = WorstSamples(0)
-    none.update(frame, errors, offset=0)
+    none.offer(frame, errors, offset=0)
     assert none.result().empty

@@ -1,4 +1,5 @@
-"""Threads for the streaming pass: column work side by side, and the next chunk read ahead.
+"""Threads for the engine (`core.engine`): column work side by side, the next chunk read
+ahead, and BLAS held to one thread meanwhile.
 
 The heavy per-chunk work (Parquet decoding, sorting, binary searches, interpolation) runs
 in numpy and Arrow code that releases the GIL, so plain threads use every core without
@@ -65,18 +66,6 @@ def column_executor(setting: int) -> Executor:
     if threads == 1:
         return InlineExecutor()
     return ThreadPoolExecutor(threads, thread_name_prefix="monitoring-column")
-
-
-@contextmanager
-def column_pool(setting: int) -> Iterator[Executor]:
-    """`column_executor` with BLAS held to one thread while it is open; tasks not started
-    when the block ends (on an error) are dropped."""
-    pool = column_executor(setting)
-    try:
-        with blas_kept_to_one_thread():
-            yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class NoReadAhead(Generic[T]):

@@ -118,7 +118,7 @@ def run_demo(
     url = build_predictions_db(folder / "predictions.db", frames)
     echo(f"predictions database: {url} ({days} days of {rows_per_day:,} rows + hold-out)")
 
-    from monitoring.evaluation.batch import fit_reference
+    from monitoring.evaluation.fit import fit_reference
 
     reference = fit_reference(SqlSource(url, QUERY, {"day": 0}), config=config)
     log_reference(client, reference)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.errors import ColumnNotFoundError
 from monitoring.measure.drift import ColumnDrift, drift_table
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import FEATURE, PREDICTION, TARGET, Reference
@@ -79,7 +80,8 @@ class BatchReport:
         return STATUS_DRIFT if drifted else STATUS_OK
 
     def column(self, name: str) -> ColumnDrift:
+        """The drift of column `name`; ColumnNotFoundError (a KeyError) when absent."""
         for column in self.columns:
             if column.column == name:
                 return column
-        raise KeyError(f"no column {name!r} in this report")
+        raise ColumnNotFoundError(f"no column {name!r} in this report")

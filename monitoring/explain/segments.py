@@ -13,7 +13,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from monitoring.core.accumulator import Chunk
+from monitoring.core.state import pack, unpack
+from monitoring.measure.batch_counts import CODES, SORTED
 from monitoring.measure.drift import bin_labels
+from monitoring.measure.performance.outputs import ROW_ERRORS
 from monitoring.measure.reference import FEATURE, ColumnReference, Reference
 from monitoring.stats.sorted_column import SortedColumn
 
@@ -41,7 +45,18 @@ class SegmentErrors:
             c: np.zeros(len(p.counts) + 1, dtype=np.int64) for c, p in self.profiles.items()
         }
 
-    def update(
+    def update(self, chunk: Chunk) -> None:
+        """Add a chunk, from what its column and performance steps left in `derived`."""
+        errors = chunk.derived.get(ROW_ERRORS)
+        if errors is None:
+            return
+        numeric = {
+            c: chunk.derived[SORTED, c] for c in self.profiles if (SORTED, c) in chunk.derived
+        }
+        codes = {c: chunk.derived[CODES, c] for c in self.profiles if (CODES, c) in chunk.derived}
+        self.add(numeric, codes, errors)
+
+    def add(
         self,
         numeric: Mapping[str, SortedColumn],
         codes: Mapping[str, np.ndarray],
@@ -65,6 +80,28 @@ class SegmentErrors:
                 continue
             self.sums[column] += sums
             self.rows[column] += rows
+
+    def merge(self, other: SegmentErrors) -> SegmentErrors:
+        for column in self.profiles:
+            self.sums[column] += other.sums[column]
+            self.rows[column] += other.rows[column]
+        return self
+
+    def result(self) -> pd.DataFrame:
+        return self.table()
+
+    def to_state(self) -> bytes:
+        arrays = {}
+        for i, column in enumerate(self.profiles):
+            arrays[f"sums{i}"], arrays[f"rows{i}"] = self.sums[column], self.rows[column]
+        return pack(arrays)
+
+    def from_state(self, state: bytes) -> SegmentErrors:
+        arrays, _ = unpack(state)
+        twin = SegmentErrors(self.reference)
+        for i, column in enumerate(self.profiles):
+            twin.sums[column], twin.rows[column] = arrays[f"sums{i}"], arrays[f"rows{i}"]
+        return twin
 
     def table(self) -> pd.DataFrame:
         """One row per (feature, segment) with rows; sorted by share of the batch error."""

@@ -8,10 +8,15 @@ are computed only for rows that can still enter the top k.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
+from monitoring.core.accumulator import Chunk
+from monitoring.core.state import arrow_bytes, arrow_frame, pack_many, unpack_many
+from monitoring.measure.performance.outputs import ROW_ERRORS
 
 ROW = "row"
 ERROR = "error"
@@ -40,15 +45,31 @@ class WorstSamples:
     can hold thousands of rows tied at the k-th error, and the limit keeps memory O(k).
     """
 
-    def __init__(self, k: int, scorer: Scorer | None = None, pending_limit: int = 0) -> None:
+    def __init__(
+        self,
+        k: int,
+        scorer: Scorer | None = None,
+        pending_limit: int = 0,
+        *,
+        columns: Sequence[str] = (),
+    ) -> None:
         self.k = k
         self.scorer = scorer
+        self.columns = tuple(columns)  # kept for `update(chunk)`, where the chunk has them
         self.pending_limit = max(pending_limit, 4 * k, 1000)
         self._kept: pd.DataFrame | None = None  # <= k rows, scored
         self._pending: list[pd.DataFrame] = []  # candidates not scored yet
         self._errors = np.empty(0)  # errors of the kept and the pending rows
 
-    def update(self, rows: pd.DataFrame, errors: np.ndarray, *, offset: int) -> None:
+    def update(self, chunk: Chunk) -> None:
+        """Offer a chunk's rows by the errors the performance step left (none: nothing)."""
+        errors = chunk.derived.get(ROW_ERRORS)
+        if errors is not None:
+            present = set(map(str, chunk.frame.columns))
+            rows = chunk.frame[[c for c in self.columns if c in present]]
+            self.offer(rows, errors, offset=chunk.offset)
+
+    def offer(self, rows: pd.DataFrame, errors: np.ndarray, *, offset: int) -> None:
         """Offer one chunk: `rows` (the columns to keep) and its per-row error (NaN = none)."""
         if self.k == 0:
             return
@@ -70,6 +91,28 @@ class WorstSamples:
         self._errors = np.concatenate([self._errors, errors[index]])
         if self._errors.size > self.pending_limit:
             self._compact()
+
+    def merge(self, other: WorstSamples) -> WorstSamples:
+        """Hold the top k of both (rows keep their batch row numbers)."""
+        for frame in ([] if other._kept is None else [other._kept]) + other._pending:
+            self._pending.append(frame.drop(columns=[ANOMALY, ANOMALOUS], errors="ignore"))
+        self._errors = np.concatenate([self._errors, other._errors])
+        if self._errors.size > self.pending_limit:
+            self._compact()
+        return self
+
+    def to_state(self) -> bytes:
+        """The kept and pending rows (Arrow IPC, no pickle), unscored."""
+        frames = ([] if self._kept is None else [self._kept]) + self._pending
+        frames = [f.drop(columns=[ANOMALY, ANOMALOUS], errors="ignore") for f in frames]
+        return pack_many([arrow_bytes(f) for f in frames])
+
+    def from_state(self, state: bytes) -> WorstSamples:
+        twin = WorstSamples(self.k, self.scorer, self.pending_limit, columns=self.columns)
+        twin._pending = [arrow_frame(one) for one in unpack_many(state)]
+        if twin._pending:
+            twin._errors = np.concatenate([f[ERROR].to_numpy(np.float64) for f in twin._pending])
+        return twin
 
     def _floor(self) -> float:
         """The k-th highest error kept or pending: rows below it cannot enter the top k."""
@@ -124,3 +167,4 @@ def _top(frame: pd.DataFrame, k: int) -> pd.DataFrame:
             [ERROR, ANOMALY, ROW], ascending=[False, False, True], kind="stable"
         ).head(k)
     return frame.sort_values([ERROR, ROW], ascending=[False, True], kind="stable").head(k)
+

@@ -1,17 +1,24 @@
-"""A batch summarised against a fitted reference, chunk by chunk, in O(reference) memory.
+"""The batch side of drift: each column counted on its fitted reference's scale.
 
-Every accumulator here only adds counts, so two profiles of disjoint parts of a batch
-can be merged (`merge`), which is what lets partitions be profiled in parallel.
+One accumulator per monitored column (`NumericalCounts`, `CategoricalCounts`), updated
+from its own pool task; what a column's update derives from the chunk (the values sorted
+once, the category codes, the normal scores) is left in `chunk.derived` for the steps that
+run after it. Every state only adds counts, so profiles of disjoint parts of a batch merge
+exactly. `BatchCounts` holds the columns of one batch (the `profile.json` artifact).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from monitoring.collect.columns import LabelCoder, numeric_values
+from monitoring.core.accumulator import Chunk
+from monitoring.core.state import pack, pack_many, unpack, unpack_many
+from monitoring.errors import InvalidValueError
 from monitoring.measure.reference import CategoricalReference, NumericalReference, Reference
 from monitoring.stats.ecdf import (
     SupportCounts,
@@ -21,42 +28,97 @@ from monitoring.stats.ecdf import (
 )
 from monitoring.stats.sorted_column import SortedColumn
 
+# Keys of what a column's update leaves in `chunk.derived`, with the column's name.
+SORTED = "sorted"  # (SORTED, column): the chunk's values as a SortedColumn
+CODES = "codes"  # (CODES, column): category codes (vocabulary, unseen, missing last)
+NORMAL_SCORES = "normal_scores"  # (NORMAL_SCORES, column): `ColumnScorer` of the sorted values
+
+ColumnScorer = Callable[[SortedColumn], np.ndarray]
+"""Per-row scores computed from a column's sorted values in the column's own task
+(the multivariate tests' normal scores), so that they run side by side too."""
+
 
 @dataclass
 class NumericalCounts:
     """Counts of one numeric column of the batch on the reference's bins and support."""
 
+    reference: NumericalReference
     counts: np.ndarray
     support: SupportCounts
     n_missing: int = 0
     total: float = 0.0
     total_sq: float = 0.0
+    scorer: ColumnScorer | None = field(default=None, repr=False, compare=False)
     _support_index: pd.Index | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def empty(cls, profile: NumericalReference) -> NumericalCounts:
+    def empty(
+        cls, reference: NumericalReference, scorer: ColumnScorer | None = None
+    ) -> NumericalCounts:
         return cls(
-            np.zeros(len(profile.counts), dtype=np.int64),
-            empty_support_counts(len(profile.support)),
+            reference,
+            np.zeros(len(reference.counts), dtype=np.int64),
+            empty_support_counts(len(reference.support)),
+            scorer=scorer,
         )
 
-    def update(self, column: SortedColumn, profile: NumericalReference) -> None:
-        """Add one chunk's values, sorted once (`sorted_column.SortedColumn`)."""
+    @property
+    def column(self) -> str:
+        return self.reference.column
+
+    def update(self, chunk: Chunk) -> None:
+        """Add the chunk's values of this column (a bad value is named with its row)."""
+        values = numeric_values(
+            chunk.frame[self.column], column=self.column, offset=chunk.offset, where=chunk.where
+        )
+        ordered = SortedColumn(values)
+        self.add(ordered)
+        chunk.derived[SORTED, self.column] = ordered
+        if self.scorer is not None:
+            chunk.derived[NORMAL_SCORES, self.column] = self.scorer(ordered)
+
+    def add(self, column: SortedColumn) -> None:
+        """Add one chunk's values, sorted once (`SortedColumn`)."""
         present = column.sorted
-        self.counts += column.bin_counts(profile.edges)
+        self.counts += column.bin_counts(self.reference.edges)
         self.n_missing += column.n_missing
         if self._support_index is None:
-            self._support_index = support_index(profile.support)  # once per column and pass
+            self._support_index = support_index(self.reference.support)  # once per pass
         self.support = self.support + count_sorted_on_support(present, self._support_index)
         self.total += float(present.sum())
         self.total_sq += float(np.dot(present, present))
 
-    def merge(self, other: NumericalCounts) -> None:
+    def merge(self, other: NumericalCounts) -> NumericalCounts:
         self.counts += other.counts
         self.support = self.support + other.support
         self.n_missing += other.n_missing
         self.total += other.total
         self.total_sq += other.total_sq
+        return self
+
+    def result(self) -> NumericalCounts:
+        return self
+
+    def to_state(self) -> bytes:
+        arrays = {
+            "counts": self.counts,
+            "equal": self.support.equal,
+            "gap": self.support.gap,
+            "gap_sum": self.support.gap_sum,
+        }
+        return pack(arrays, n_missing=self.n_missing, total=self.total, total_sq=self.total_sq)
+
+    def from_state(self, state: bytes) -> NumericalCounts:
+        arrays, values = unpack(state)
+        return NumericalCounts(
+            self.reference,
+            arrays["counts"],
+            SupportCounts(arrays["equal"], arrays["gap"], arrays["gap_sum"]),
+            n_missing=values["n_missing"],
+            total=values["total"],
+            total_sq=values["total_sq"],
+            scorer=self.scorer,
+        )
 
     @property
     def n(self) -> int:
@@ -71,22 +133,47 @@ class NumericalCounts:
 class CategoricalCounts:
     """Counts of one categorical column over the reference vocabulary + unseen bucket."""
 
+    reference: CategoricalReference
     counts: np.ndarray
     n_missing: int = 0
+    _coder: LabelCoder | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def empty(cls, profile: CategoricalReference) -> CategoricalCounts:
-        return cls(np.zeros(len(profile.vocabulary) + 1, dtype=np.int64))
+    def empty(cls, reference: CategoricalReference) -> CategoricalCounts:
+        return cls(reference, np.zeros(len(reference.vocabulary) + 1, dtype=np.int64))
 
-    def update(self, codes: np.ndarray) -> None:
+    @property
+    def column(self) -> str:
+        return self.reference.column
+
+    def update(self, chunk: Chunk) -> None:
+        """Add the chunk's values of this column, as codes over the vocabulary."""
+        if self._coder is None:
+            self._coder = LabelCoder(self.reference.vocabulary)
+        codes = self._coder.codes(chunk.frame[self.column])
+        self.add(codes)
+        chunk.derived[CODES, self.column] = codes
+
+    def add(self, codes: np.ndarray) -> None:
         """Add category codes (`columns.label_codes`: unseen, then missing, last)."""
         tally = np.bincount(codes, minlength=len(self.counts) + 1)
         self.counts += tally[:-1]
         self.n_missing += int(tally[-1])
 
-    def merge(self, other: CategoricalCounts) -> None:
+    def merge(self, other: CategoricalCounts) -> CategoricalCounts:
         self.counts += other.counts
         self.n_missing += other.n_missing
+        return self
+
+    def result(self) -> CategoricalCounts:
+        return self
+
+    def to_state(self) -> bytes:
+        return pack({"counts": self.counts}, n_missing=self.n_missing)
+
+    def from_state(self, state: bytes) -> CategoricalCounts:
+        arrays, values = unpack(state)
+        return CategoricalCounts(self.reference, arrays["counts"], values["n_missing"])
 
     @property
     def n(self) -> int:
@@ -98,63 +185,77 @@ ColumnCounts = NumericalCounts | CategoricalCounts
 
 @dataclass
 class BatchCounts:
-    """Per-column summaries of a batch, on the reference's scale."""
+    """Every monitored column of a batch, on the reference's scale."""
 
     reference: Reference
     columns: dict[str, ColumnCounts] = field(default_factory=dict)
-    n_rows: int = 0
 
     @classmethod
-    def empty(cls, reference: Reference) -> BatchCounts:
+    def empty(
+        cls, reference: Reference, scorers: Mapping[str, ColumnScorer] | None = None
+    ) -> BatchCounts:
+        """Empty counts of every reference column; `scorers` adds per-column scores."""
+        scorers = scorers or {}
         columns: dict[str, ColumnCounts] = {}
-        for column, profile in reference.profiles.items():
-            if isinstance(profile, NumericalReference):
-                columns[column] = NumericalCounts.empty(profile)
+        for column, fitted in reference.profiles.items():
+            if isinstance(fitted, NumericalReference):
+                columns[column] = NumericalCounts.empty(fitted, scorers.get(column))
             else:
-                columns[column] = CategoricalCounts.empty(profile)
+                columns[column] = CategoricalCounts.empty(fitted)
         return cls(reference, columns)
 
-    def update(
-        self,
-        numeric: Mapping[str, SortedColumn],
-        codes: Mapping[str, np.ndarray],
-        n_rows: int,
-    ) -> None:
-        """Add one chunk: numeric columns sorted once, and per categorical column its
-        category codes (`columns.label_codes`: unseen, then missing, last)."""
-        for column, summary in self.columns.items():
-            if isinstance(summary, NumericalCounts):
-                if column in numeric:
-                    summary.update(numeric[column], self.reference.profiles[column])  # type: ignore[arg-type]
-            elif column in codes:
-                summary.update(codes[column])
-        self.n_rows += n_rows
+    def update(self, chunk: Chunk) -> None:
+        """Every column in turn (the engine runs `update_steps` side by side instead)."""
+        for step in self.update_steps():
+            step(chunk)
 
-    def merge(self, other: BatchCounts) -> None:
-        for column, summary in self.columns.items():
-            summary.merge(other.columns[column])  # type: ignore[arg-type]
-        self.n_rows += other.n_rows
+    def update_steps(self) -> list[Callable[[Chunk], None]]:
+        """One update per column, for the engine's parallel steps."""
+        return [counts.update for counts in self.columns.values()]
 
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready profile: histograms and counts per column (the `profile.json` artifact)."""
-        out: dict[str, object] = {"n_rows": self.n_rows, "reference_id": self.reference.id}
+    def merge(self, other: BatchCounts) -> BatchCounts:
+        for column, counts in self.columns.items():
+            self.columns[column] = counts.merge(other.columns[column])  # type: ignore[arg-type]
+        return self
+
+    def result(self) -> BatchCounts:
+        return self
+
+    def to_state(self) -> bytes:
+        return pack_many([counts.to_state() for counts in self.columns.values()])
+
+    def from_state(self, state: bytes) -> BatchCounts:
+        states = unpack_many(state)
+        if len(states) != len(self.columns):
+            raise InvalidValueError(
+                f"a state of {len(states)} columns cannot load into {len(self.columns)}"
+            )
+        loaded = {
+            column: counts.from_state(one)
+            for (column, counts), one in zip(self.columns.items(), states, strict=True)
+        }
+        return BatchCounts(self.reference, loaded)  # type: ignore[arg-type]
+
+    def to_dict(self, n_rows: int) -> dict[str, object]:
+        """A JSON-ready profile: histograms and counts per column (`profile.json`)."""
+        out: dict[str, object] = {"n_rows": n_rows, "reference_id": self.reference.id}
         columns: dict[str, object] = {}
-        for column, summary in self.columns.items():
-            profile = self.reference.profiles[column]
+        for column, counts in self.columns.items():
+            fitted = self.reference.profiles[column]
             entry: dict[str, object] = {
-                "role": profile.role,
-                "kind": profile.kind,
-                "n": summary.n,
-                "n_missing": summary.n_missing,
-                "counts": summary.counts.tolist(),
-                "reference_counts": profile.counts.tolist(),
+                "role": fitted.role,
+                "kind": fitted.kind,
+                "n": counts.n,
+                "n_missing": counts.n_missing,
+                "counts": counts.counts.tolist(),
+                "reference_counts": fitted.counts.tolist(),
             }
-            if isinstance(profile, NumericalReference):
-                entry["edges"] = profile.edges.tolist()
-                entry["mean"] = summary.mean  # type: ignore[union-attr]
-                entry["reference_mean"] = profile.mean
+            if isinstance(counts, NumericalCounts):
+                entry["edges"] = counts.reference.edges.tolist()
+                entry["mean"] = counts.mean
+                entry["reference_mean"] = counts.reference.mean
             else:
-                entry["categories"] = [*profile.vocabulary, "(unseen)"]
+                entry["categories"] = [*counts.reference.vocabulary, "(unseen)"]
             columns[column] = entry
         out["columns"] = columns
         return out

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,11 +297,11 @@ def decide_drift(
     config: DriftConfig,
     dataset: Sequence[DatasetDrift] = (),
     *,
-    pool: Executor | None = None,
+    mapper: Callable[[Callable[[str], ColumnDrift], list[str]], Iterable[ColumnDrift]] = map,
 ) -> tuple[tuple[ColumnDrift, ...], tuple[DatasetDrift, ...]]:
-    """Every column of the profile compared, in schema order (input features first), and
-    the batch-level `dataset` tests decided together with the input features. Columns are
-    compared in `pool` when one is given (they share nothing)."""
+    """Every column of the batch scored against the reference, in schema order (input
+    features first), and decided with the batch-level `dataset` tests. Columns share
+    nothing, so `mapper` (a map function, e.g. the engine's) may score them side by side."""
     reference = profile.reference
     order = {c: i for i, c in enumerate(reference.schema.columns)}
     columns = sorted(profile.columns, key=lambda c: order.get(c, len(order)))
@@ -315,7 +314,7 @@ def decide_drift(
             smoothing=reference.smoothing,
         )
 
-    compared = tuple(pool.map(one, columns) if pool is not None else map(one, columns))
+    compared = tuple(mapper(one, columns))
     if not config.calibrated:
         # Rules of thumb per feature; each multivariate test alone at alpha.
         return compared, tuple(d.decided(d.p_value < config.alpha) for d in dataset)

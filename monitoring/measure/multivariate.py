@@ -36,11 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import special
 
-from monitoring.collect.columns import numeric_values
-from monitoring.measure.reference import NumericalReference
 from monitoring.stats.sorted_column import SortedColumn
 
 GRID = 256
@@ -153,74 +150,6 @@ class ReconstructionModel:
         )
 
 
-def normal_score_grid(
-    profile: NumericalReference, size: int = GRID
-) -> tuple[np.ndarray, np.ndarray]:
-    """Support points and their normal scores at the reference's mid-CDF, at most `size`."""
-    u = np.asarray(profile.support, dtype=np.float64)
-    c = np.asarray(profile.support_counts, dtype=np.float64)
-    m = c.sum()
-    mid = (np.cumsum(c) - c / 2) / m
-    if len(u) > size:
-        keep = np.unique(np.searchsorted(mid, np.linspace(mid[0], mid[-1], size)))
-        keep = np.unique(np.concatenate(([0], np.minimum(keep, len(u) - 1), [len(u) - 1])))
-        u, mid = u[keep], mid[keep]
-    return u, special.ndtri(mid)
-
-
-def fit_reconstruction(
-    profiles: Mapping[str, NumericalReference],
-    sample: pd.DataFrame,
-    *,
-    variance: float,
-    seed: int = 0,
-) -> ReconstructionModel | None:
-    """Fit on one random half of `sample`, calibrate on the other; None with < 2 features
-    or fewer than 20 sample rows."""
-    columns = tuple(profiles)
-    if len(columns) < 2 or len(sample) < 20:
-        return None
-    grids = [normal_score_grid(profiles[c]) for c in columns]
-    values = {
-        c: numeric_values(sample[c], column=c, offset=0, where="reference sample") for c in columns
-    }
-    staged = ReconstructionModel(
-        columns=columns,
-        grid_x=tuple(g[0] for g in grids),
-        grid_z=tuple(g[1] for g in grids),
-        center=np.zeros(len(columns)),
-        components=np.zeros((len(columns), 0)),
-        explained=0.0,
-        error_mean=0.0,
-        error_std=0.0,
-        n_calibration=0,
-    )
-    z = staged.scores(values)
-    order = np.random.default_rng(seed).permutation(len(z))
-    fit_rows, calibration_rows = order[: len(z) // 2], order[len(z) // 2 :]
-    center = z[fit_rows].mean(axis=0)
-    centered = z[fit_rows] - center
-    _, singular, vt = np.linalg.svd(centered, full_matrices=False)
-    share = np.cumsum(singular**2) / np.sum(singular**2)
-    k = int(np.searchsorted(share, variance) + 1)
-    k = min(k, len(columns) - 1)  # keep at least one direction to miss
-    components = vt[:k].T
-    fitted = dataclasses.replace(
-        staged, center=center, components=components, explained=float(share[k - 1])
-    )
-    held_out = {c: v[calibration_rows] for c, v in values.items()}
-    errors = fitted.errors(held_out)
-    sample = fitted.scores({c: v[:MMD_REFERENCE_ROWS] for c, v in held_out.items()})
-    return dataclasses.replace(
-        fitted,
-        error_mean=float(errors.mean()),
-        error_std=float(errors.std(ddof=1)),
-        n_calibration=len(errors),
-        # Rounded as stored, so a reloaded reference tests exactly the same rows.
-        sample=np.round(sample, 4),
-    )
-
-
 @dataclass(frozen=True)
 class DatasetDrift:
     """A multivariate verdict on the batch's input features."""
@@ -242,113 +171,6 @@ class DatasetDrift:
             significant=bool(significant),
             drifted=bool(significant and abs(self.effect) >= self.min_effect),
         )
-
-
-class ReconstructionErrors:
-    """Sum of the reconstruction errors of a stream of chunks."""
-
-    def __init__(self, model: ReconstructionModel):
-        self.model = model
-        self.total = 0.0
-        self.n = 0
-
-    def update(self, zt: np.ndarray) -> None:
-        """Add one chunk's centred scores, one feature per row (d, rows)."""
-        errors = self.model.errors_of_columns(zt)
-        self.total += float(errors.sum())
-        self.n += len(errors)
-
-    def result(self, *, alpha: float, min_effect: float) -> DatasetDrift | None:
-        if self.n == 0:
-            return None
-        mean, p_value, effect = self.model.test(self.total, self.n)
-        return DatasetDrift(
-            method=RECONSTRUCTION,
-            statistic=mean,
-            p_value=p_value,
-            threshold=self.model.threshold(self.n, alpha),
-            effect=effect,
-            min_effect=min_effect,
-            n=self.n,
-        )
-
-
-class ScoreSample:
-    """A uniform sample of at most `size` rows of a stream of score matrices."""
-
-    def __init__(self, size: int, seed: int):
-        self.size = size
-        self.rng = np.random.default_rng(seed)
-        self.rows = np.empty((0, 0))
-        self.keys = np.empty(0)
-        self.n = 0
-
-    def add(self, rows: np.ndarray) -> None:
-        keys = np.concatenate([self.keys, self.rng.random(len(rows))])
-        pooled = rows if self.n == 0 else np.concatenate([self.rows, rows])
-        keep = np.argsort(keys, kind="stable")[: self.size]
-        self.rows, self.keys = pooled[keep], keys[keep]
-        self.n += len(rows)
-
-
-class MultivariatePass:
-    """The multivariate tests configured in `drift.multivariate`, fed chunk by chunk."""
-
-    def __init__(self, reference: Any, config: Any):
-        model: ReconstructionModel | None = reference.multivariate
-        self.config = config
-        self.model = model
-        self.errors = None
-        self.sample: ScoreSample | None = None
-        self.warnings: list[str] = []
-        if model is None:
-            return
-        if RECONSTRUCTION in config.multivariate:
-            self.errors = ReconstructionErrors(model)
-        if MMD in config.multivariate:
-            if model.sample is None or len(model.sample) < 10:
-                self.warnings.append(
-                    "no MMD test: the reference keeps no sample of rows for it (refit it)"
-                )
-            else:
-                self.sample = ScoreSample(config.mmd_max_samples, config.seed)
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The numeric columns whose normal scores the configured tests read."""
-        active = self.errors is not None or self.sample is not None
-        return self.model.columns if active and self.model is not None else ()
-
-    def update_scores(self, columns: list[np.ndarray]) -> None:
-        """Add one chunk's normal scores (`ReconstructionModel.column_scores`, uncentred),
-        one array per column of `columns`."""
-        assert self.model is not None
-        zt = np.stack(columns)
-        zt -= self.model.center[:, None]
-        if self.errors is not None:
-            self.errors.update(zt)
-        if self.sample is not None:
-            self.sample.add(zt.T)
-
-    def result(self) -> tuple[DatasetDrift, ...]:
-        out = []
-        if self.errors is not None:
-            found = self.errors.result(
-                alpha=self.config.alpha, min_effect=self.config.min_effect_multivariate
-            )
-            if found is not None:
-                out.append(found)
-        if self.sample is not None and self.model is not None and self.sample.n >= 10:
-            out.append(
-                mmd_drift(
-                    self.model.sample,  # type: ignore[arg-type]
-                    self.sample.rows,
-                    self.config,
-                    method=MMD,
-                    n=self.sample.n,
-                )
-            )
-        return tuple(out)
 
 
 def mmd_drift(

@@ -14,7 +14,8 @@ import pandas as pd
 from monitoring.collect.sources import Source
 from monitoring.core.config import MonitoringConfig
 from monitoring.errors import TrackingError
-from monitoring.evaluation.batch import evaluate, fit_reference
+from monitoring.evaluation.batch import evaluate
+from monitoring.evaluation.fit import fit_reference
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import Reference

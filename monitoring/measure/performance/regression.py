@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from monitoring.core.state import pack, unpack
 from monitoring.errors import InvalidValueError, NotFittedError
 
 __all__ = ["RegressionMetrics", "combine_moments", "read_predictions", "read_truth"]
@@ -145,6 +146,32 @@ class RegressionMetrics:
         if other._shift is not None and out._shift is not None:
             mean_b += other._shift - out._shift  # move other's mean into out's frame
         out._moments = combine_moments(self._moments, (n_b, mean_b, m2_b))
+        return out
+
+    def to_state(self) -> bytes:
+        """The sums and moments (`core.state`)."""
+        return pack(
+            fitted=self._fitted,
+            n_missing=self._n_missing,
+            abs_sum=self._abs_sum,
+            sq_sum=self._sq_sum,
+            shift=self._shift,
+            moments=list(self._moments),
+            ape_sum=self._ape_sum,
+            ape_count=self._ape_count,
+            ape_excluded=self._ape_excluded,
+        )
+
+    def from_state(self, state: bytes) -> RegressionMetrics:
+        """An accumulator holding `state`."""
+        _, values = unpack(state)
+        out = RegressionMetrics()
+        out._fitted, out._n_missing = values["fitted"], values["n_missing"]
+        out._abs_sum, out._sq_sum, out._shift = values["abs_sum"], values["sq_sum"], values["shift"]
+        n, mean, m2 = values["moments"]
+        out._moments = (n, mean, m2)
+        out._ape_sum, out._ape_count = values["ape_sum"], values["ape_count"]
+        out._ape_excluded = values["ape_excluded"]
         return out
 
     def result(self) -> dict[str, float]:

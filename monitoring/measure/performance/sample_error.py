@@ -12,12 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from monitoring.errors import InvalidValueError
-from monitoring.measure.performance.classification import (
-    LOG_LOSS_EPS,
-    read_label_text,
-    read_labels,
-    read_scores,
-)
+from monitoring.measure.performance.classification import LOG_LOSS_EPS
+from monitoring.measure.performance.labels import read_label_text, read_labels, read_scores
 from monitoring.measure.performance.regression import read_predictions, read_truth
 
 __all__ = ["classification_error", "regression_error"]

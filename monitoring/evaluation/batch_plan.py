@@ -1,0 +1,187 @@
+"""Which accumulators evaluate a batch, decided from its first chunk.
+
+The first chunk says where predictions come from (stored columns, or the model run over
+each chunk) and whether ground truth is there; that fixes the steps of the whole pass:
+
+    prepare   check the chunk's columns, run the model when the batch has no prediction
+    parallel  one `batch_counts` accumulator per column; the batch digest
+    inline   the labels checked, performance (every row; rows not ignored), worst samples,
+             the time range
+    deferred  the multivariate tests and the error per segment (they need every column)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from monitoring.collect.inference import load_model, model_classes, predict_frame
+from monitoring.core.accumulator import Chunk
+from monitoring.core.config import MonitoringConfig
+from monitoring.core.engine import Steps
+from monitoring.core.schema import Schema, check_columns
+from monitoring.errors import InvalidValueError
+from monitoring.explain.segments import SegmentErrors
+from monitoring.explain.worst_samples import WorstSamples
+from monitoring.measure.batch_counts import BatchCounts
+from monitoring.measure.batch_identity import BatchDigest, TimeRange
+from monitoring.measure.multivariate_pass import MultivariatePass
+from monitoring.measure.performance.outputs import (
+    ModelOutputs,
+    PerformanceAccumulator,
+    rows_not_ignored,
+)
+from monitoring.measure.reference import Reference
+
+DEFAULT_PREDICTION_COLUMN = "prediction"
+
+
+class BatchPlan:
+    """The accumulators of one batch evaluation, and the steps that feed them."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        config: MonitoringConfig,
+        model: Any,
+        where: str,
+        ignored: frozenset[str] = frozenset(),
+    ):
+        self.reference = reference
+        self.schema: Schema = reference.schema
+        self.config = config
+        self.model = model
+        self.where = where
+        self.ignored = ignored
+        self.multivariate = MultivariatePass(reference, config.drift)
+        self.counts = BatchCounts.empty(reference, self.multivariate.scorers())
+        self.digest = BatchDigest()
+        self.time_range = TimeRange(self.schema.timestamp)
+        self.segments = SegmentErrors(reference)
+        self.prediction_column = self.schema.prediction or DEFAULT_PREDICTION_COLUMN
+        self.score_columns = dict(self.schema.prediction_scores)
+        self.classes = reference.classes
+        self.predicted_by_model = False
+        self.has_prediction = False
+        self.has_truth = False
+        self.performance: PerformanceAccumulator | None = None
+        self.performance_kept: PerformanceAccumulator | None = None
+        self.worst: WorstSamples | None = None
+        self.warnings: list[str] = []
+
+    def __call__(self, first: pd.DataFrame) -> Steps:
+        """Decide, from the first chunk, where predictions come from; the pass's steps."""
+        self._start(first)
+        outputs = ModelOutputs(
+            task=self.schema.task,
+            target=self.schema.target,
+            prediction=self.prediction_column,
+            scores=self.score_columns,
+            classes=self.classes,
+        )
+        inline: list[Any] = [outputs.check_labels]
+        if self.has_prediction and self.has_truth:
+            self.performance = PerformanceAccumulator(outputs, row_errors=True)
+            inline.append(self.performance.update)
+            if self.ignored:
+                keep = rows_not_ignored(self.ignored, self.schema.id)
+                self.performance_kept = PerformanceAccumulator(outputs, keep=keep)
+                inline.append(self.performance_kept.update)
+        self.worst = WorstSamples(
+            self.config.evaluation.worst_k, self.reference.anomaly, columns=self._kept_columns()
+        )
+        inline += [self.worst.update, self.time_range.update]
+        deferred = [self.multivariate.update]
+        if self.performance is not None:
+            deferred.append(self.segments.update)
+        return Steps(
+            prepare=self.prepare,
+            parallel=[*self.counts.update_steps(), self.digest.update],
+            inline=inline,
+            deferred=deferred,
+        )
+
+    def _start(self, chunk: pd.DataFrame) -> None:
+        check_columns(
+            chunk, self.schema, where=self.where, need_prediction=False, need_target=False
+        )
+        present = set(map(str, chunk.columns))
+        target = self.schema.target
+        self.has_truth = bool(target and target in present and chunk[target].notna().any())
+        if target and not self.has_truth:
+            self.counts.columns.pop(target, None)  # label drift is not measurable yet
+            self.warnings.append(
+                f"the batch has no ground truth in {target!r} (absent or empty in its first "
+                "chunk): label drift and performance are not measured"
+            )
+        given = [c for c in self.schema.prediction_columns if c in present]
+        if given and self.model is not None and chunk[given].isna().all().all():
+            given = []  # predictions not stored yet (all NULL): the model makes them
+        if given and len(given) < len(self.schema.prediction_columns):
+            missing = sorted(set(self.schema.prediction_columns) - present)
+            raise InvalidValueError(
+                f"{self.where} has some prediction columns but lacks {', '.join(missing)}"
+            )
+        if given:
+            self.has_prediction = True
+        elif self.model is not None:
+            if isinstance(self.model, str):
+                self.model = load_model(self.model)  # only when the batch needs it
+            self.predicted_by_model = True
+            self.has_prediction = True
+            if self.schema.task == "classification":
+                self.classes = model_classes(self.model, self.reference.classes)
+                if not self.score_columns:
+                    self.score_columns = {c: f"proba_{c}" for c in self.classes}
+        else:
+            for column in self.schema.prediction_columns:
+                self.counts.columns.pop(column, None)  # prediction drift is not measurable
+            self.warnings.append(
+                "the batch has no prediction column and no model was given: prediction "
+                "drift and performance are not measured"
+            )
+
+    def prepare(self, frame: pd.DataFrame, offset: int) -> Chunk:
+        """Check a chunk's columns; add the model's predictions when it makes them."""
+        if offset:
+            check_columns(
+                frame,
+                self.schema,
+                where=self.where,
+                need_prediction=self.has_prediction and not self.predicted_by_model,
+                need_target=self.has_truth,
+            )
+        if self.predicted_by_model:
+            predictions = predict_frame(
+                self.model,
+                frame,
+                self.schema,
+                self.classes,
+                prediction_column=self.prediction_column,
+                score_columns=self.score_columns,
+            )
+            frame = frame.assign(**{c: predictions[c] for c in predictions.columns})
+        return Chunk(frame, offset, self.where)
+
+    def _kept_columns(self) -> list[str]:
+        """The worst samples' columns: id, time, features, truth and outputs."""
+        wanted = [
+            self.schema.id,
+            self.schema.timestamp,
+            *self.schema.features,
+            self.schema.target,
+            self.prediction_column,
+            *self.score_columns.values(),
+        ]
+        return list(dict.fromkeys(c for c in wanted if c))
+
+    def performance_result(self) -> dict[str, float]:
+        """Performance on every row, and on the rows not ignored (`_excl_ignored`)."""
+        if self.performance is None:
+            return {}
+        found = self.performance.result()
+        if self.performance_kept is not None:
+            kept = self.performance_kept.result()
+            found = {**found, **{f"{k}_excl_ignored": v for k, v in kept.items()}}
+        return found
