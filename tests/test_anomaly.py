@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from monitoring.errors import ColumnNotFoundError, ConfigError, EmptyBatchError
-from monitoring.evaluation.batch import fit_reference
-from monitoring.measure.anomaly import (
-    DEFAULT_MIN_SCALE,
-    AnomalyModel,
-    NumericSurprise,
-    fit_anomaly_model,
-    top_features,
-)
+from monitoring.evaluation.fit import fit_reference
+from monitoring.measure.anomaly import AnomalyModel, NumericSurprise, top_features
+from monitoring.measure.anomaly_fit import DEFAULT_MIN_SCALE, fit_anomaly_model
 from monitoring.measure.reference import CategoricalReference, NumericalReference
 
 N_REFERENCE = 5_000
@@ -232,6 +227,12 @@ def test_a_numeric_profile_with_one_bin_is_split_at_its_second_value():
 def test_top_features_orders_by_surprise_then_column_order():
     contributions = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 2.0], "c": [-1.0, 0.5]})
     assert top_features(contributions, k=2) == [[("b", 3.0), ("a", 1.0)], [("a", 2.0), ("b", 2.0)]]
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True], ids=str)
+def test_top_features_refuses_a_bad_k(k):
+    with pytest.raises(ConfigError, match="`k` must be an integer >= 1"):
+        top_features(pd.DataFrame({"a": [1.0]}), k=k)
 
 
 def test_explanations_read_feature_and_signed_surprise(model):

@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from monitoring.cli.main import EXIT_DRIFT, main
+from monitoring.cli.main import main
+from monitoring.cli.options import EXIT_DRIFT
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_demo_runs_end_to_end(tracking_uri, tmp_path):
 
 
 def test_progress_line_only_on_a_terminal(monkeypatch, capsys):
-    from monitoring.cli.main import progress_printer
+    from monitoring.cli.options import progress_printer
 
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     assert progress_printer("batch") is None

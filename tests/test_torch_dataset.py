@@ -24,7 +24,8 @@ from pandas.testing import assert_frame_equal
 from torch.utils.data import DataLoader
 
 from monitoring.collect.sources import SqlSource, open_source
-from monitoring.collect.sources.torch_dataset import Chunk, ChunkDataset, LoaderSource, chunk_loader
+from monitoring.collect.sources.loader_source import LoaderSource
+from monitoring.collect.sources.torch_dataset import Chunk, ChunkDataset, chunk_loader
 from monitoring.errors import ColumnNotFoundError, ConfigError, InvalidValueError, SourceError
 from monitoring.evaluation.batch import evaluate
 

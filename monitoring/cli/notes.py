@@ -1,41 +1,21 @@
 """`monitoring notes`: add, list and show notes on batch runs (thin commands).
 
 Registered on the root command with `main.add_command(notes)`. Errors go through
-`monitoring.cli.main.handle_errors` (exit code 1), imported when a command runs so that either
-module may import the other first.
+`monitoring.cli.options.handle_errors` (exit code 1).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-from monitoring.explain.notes import VERDICTS, Note, NoteError
+from monitoring.cli.options import handle_errors
+from monitoring.errors import NoteError
+from monitoring.explain.notes import VERDICTS, Note
 
 TABLE_TEXT_CHARS = 60
-
-
-def _handled(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`handle_errors` of the root CLI, resolved at call time."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from monitoring.cli.main import handle_errors
-
-        return handle_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
-def _client():
-    from monitoring.track import make_client
-
-    return make_client()
 
 
 def _read_text(text: str | None, file: str | None) -> str:
@@ -90,7 +70,7 @@ def notes() -> None:
 @click.option("--text", default=None, help="The note (Markdown).")
 @click.option("--file", default=None, help="A Markdown file holding the note (`-`: stdin).")
 @click.option("--author", default=None, help="Defaults to $USER.")
-@_handled
+@handle_errors
 def add(
     run_id: str,
     sample_ids: str,
@@ -100,11 +80,10 @@ def add(
     author: str | None,
 ) -> None:
     """Write a note on a batch run; prints the note id."""
-    from monitoring.track.notes_store import add_note
+    from monitoring.track.notes import add_note
 
     body = _read_text(text, file)
     note = add_note(
-        _client(),
         run_id,
         verdict=verdict,
         text=body,
@@ -119,12 +98,12 @@ def add(
 @click.option("--version", default=None, help="Only this model version (`none`: unregistered).")
 @click.option("--verdict", default=None, help="Only notes with this verdict.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-@_handled
+@handle_errors
 def list_(model_name: str, version: str | None, verdict: str | None, fmt: str) -> None:
     """The notes on a model's batch runs, oldest first."""
-    from monitoring.track.notes_store import list_notes
+    from monitoring.track.notes import list_notes
 
-    found = list_notes(_client(), model_name=model_name, version=version, verdict=verdict)
+    found = list_notes(model_name=model_name, version=version, verdict=verdict)
     if fmt == "json":
         click.echo(json.dumps([n.to_dict() for n in found], indent=1, ensure_ascii=False))
     elif found:
@@ -135,9 +114,9 @@ def list_(model_name: str, version: str | None, verdict: str | None, fmt: str) -
 
 @notes.command("show")
 @click.argument("note_id")
-@_handled
+@handle_errors
 def show(note_id: str) -> None:
     """Print one note as Markdown."""
-    from monitoring.track.notes_store import show_note
+    from monitoring.track.notes import show_note
 
-    click.echo(show_note(_client(), note_id).to_markdown(), nl=False)
+    click.echo(show_note(note_id).to_markdown(), nl=False)

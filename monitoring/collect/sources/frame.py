@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from monitoring.collect.sources.base import DEFAULT_CHUNK_SIZE, check_chunk_size
+from monitoring.errors import SourceError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,7 +24,7 @@ class DataFrameSource:
         import pandas as pd
 
         if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"DataFrameSource needs a pandas DataFrame, got {type(df).__name__}")
+            raise SourceError(f"DataFrameSource needs a pandas DataFrame, got {type(df).__name__}")
         self._df = df
         self._name = name
 

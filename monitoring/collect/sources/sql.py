@@ -154,7 +154,7 @@ class SqlSource:
             self._url = url_or_connectable.engine.url
             self._bind = url_or_connectable
         else:
-            raise TypeError(
+            raise SourceError(
                 "SqlSource needs a URL, an Engine or a Connection, "
                 f"got {type(url_or_connectable).__name__}"
             )

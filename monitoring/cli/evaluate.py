@@ -1,0 +1,127 @@
+"""`monitoring evaluate`: one batch into one MLflow run, printed as a table.
+
+The library is imported inside the command, so that `monitoring --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from monitoring.cli.options import (
+    EXIT_ALERT,
+    EXIT_DRIFT,
+    blank_option,
+    build_config,
+    handle_errors,
+    progress_printer,
+    role_options,
+    source_options,
+)
+
+
+@click.command()
+@click.argument("source")
+@click.option(
+    "--reference",
+    required=True,
+    help="Reference id (from `monitoring reference fit`) or a source to fit it from.",
+)
+@click.option(
+    "--batch-id",
+    callback=blank_option,
+    help="Unique per model version; default: source name and content digest.",
+)
+@click.option(
+    "--model-name",
+    callback=blank_option,
+    help="Registered model the batch belongs to (names the experiment).",
+)
+@click.option(
+    "--model-version",
+    callback=blank_option,
+    help="Its version, when predictions are stored and no --model-uri is given.",
+)
+@click.option(
+    "--model-uri",
+    callback=blank_option,
+    help="models:/NAME/VERSION or models:/NAME@ALIAS; run when the batch has no prediction column.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per chunk (default 100,000).",
+)
+@click.option("--replace", is_flag=True, help="Replace an earlier run of the same batch id.")
+@click.option(
+    "--fail-on-alert",
+    is_flag=True,
+    help=f"Exit with code {EXIT_ALERT} when an alert rule fires at this batch.",
+)
+@click.option(
+    "--fail-on-drift",
+    is_flag=True,
+    help=f"Exit with code {EXIT_DRIFT} when the batch status is not ok.",
+)
+@source_options
+@role_options
+@handle_errors
+def evaluate(
+    source: str,
+    reference: str,
+    batch_id: str | None,
+    model_name: str | None,
+    model_version: str | None,
+    model_uri: str | None,
+    chunk_size: int | None,
+    replace: bool,
+    fail_on_alert: bool,
+    fail_on_drift: bool,
+    query: str | None,
+    params: tuple[str, ...],
+    config_path: str | None,
+    **roles: str | None,
+) -> None:
+    """Evaluate the batch SOURCE (file, folder or database URL) into one MLflow run."""
+    from monitoring.collect.sources import parse_params
+    from monitoring.track.description import terminal_table
+    from monitoring.track.pipeline import evaluate_and_log
+
+    config = build_config(config_path, chunk_size=chunk_size, **roles)
+    logged = evaluate_and_log(
+        source,
+        reference=reference,
+        config=config,
+        batch_id=batch_id,
+        model_uri=model_uri,
+        model_name=model_name,
+        model_version=model_version,
+        query=query,
+        params=parse_params(params),
+        replace=replace,
+        run_id=os.environ.get("MLFLOW_RUN_ID"),
+        progress=progress_printer("batch"),
+    )
+    report = logged.report
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    for note in report.reference.notes:
+        click.echo(f"schema: {note}")
+    click.echo(terminal_table(report))
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
+    if report.performance:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in report.performance.items())
+        click.echo(f"performance: {shown}")
+    click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
+    click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
+    click.echo(f"browse: mlflow ui --backend-store-uri {logged.tracking_uri}")
+    if report.alerts:
+        click.echo(f"alert: {', '.join(report.alerts)}")
+    if fail_on_alert and report.alerts:
+        sys.exit(EXIT_ALERT)
+    if fail_on_drift and report.status != "ok":
+        sys.exit(EXIT_DRIFT)

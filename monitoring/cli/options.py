@@ -1,0 +1,149 @@
+"""What the `monitoring` commands share: exit codes, error handling, progress lines,
+the source and column-role options and the config they build.
+
+Exit codes: 0 done; 1 a monitoring error (bad input, unreachable store, ...), printed as
+one line; 2 a usage error (click); 3 the batch drifted and `--fail-on-drift` was given;
+4 an alert rule fired at the batch and `--fail-on-alert` was given.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from monitoring.errors import MonitoringError
+
+EXIT_ERROR = 1
+EXIT_DRIFT = 3
+EXIT_ALERT = 4
+
+
+def split_list(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated option as a tuple of its non-blank parts; None when not given."""
+    if not value:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def blank_to_none(value: str | None) -> str | None:
+    """MLproject passes unset parameters as empty strings."""
+    return value or None
+
+
+def blank_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: an empty option value (an unset MLproject parameter) means not given."""
+    return blank_to_none(value)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place where library errors become a message and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MonitoringError as error:
+            click.echo(f"error: {' '.join(str(error).split())}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def progress_printer(label: str) -> Callable[[int], None] | None:
+    """A progress line on a terminal (rows read so far and rows per second); nothing when
+    stderr is not a terminal (logs, CI, schedulers). The rate counts from the first call:
+    a pass calls it with 0 rows when it starts, so reference fitting and MLflow set-up
+    before it do not dilute the rate."""
+    if not sys.stderr.isatty():
+        return None
+
+    started: float | None = None
+
+    def show(rows: int) -> None:
+        nonlocal started
+        if started is None:
+            started = time.perf_counter()
+        if rows == 0:
+            return
+        rate = rows / max(time.perf_counter() - started, 1e-9)
+        click.echo(f"\r{label}: {rows:,} rows ({rate:,.0f} rows/s)", err=True, nl=False)
+
+    return show
+
+
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--query and --param, shared by every command that reads a source."""
+    command = click.option(
+        "--param",
+        "params",
+        multiple=True,
+        metavar="K=V",
+        help="Value of a :K placeholder in --query (repeatable); bound, never formatted in.",
+    )(command)
+    return click.option(
+        "--query",
+        callback=blank_option,
+        help="SQL query (with :name placeholders) when the source is a database URL.",
+    )(command)
+
+
+def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Column-role options, shared by `evaluate` and `reference fit`."""
+    options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            callback=blank_option,
+            help="TOML settings (see mlruns_config/monitoring.toml).",
+        ),
+        click.option(
+            "--task",
+            type=click.Choice(["classification", "regression", ""]),
+            default=None,
+            help="Inferred from the target when not given.",
+        ),
+        click.option("--exclude", help="Comma-separated columns that are not monitored."),
+        click.option("--numerical", help="Comma-separated numeric feature columns."),
+        click.option("--categorical", help="Comma-separated categorical feature columns."),
+        click.option("--id-col", help="Id column (kept in worst_samples.csv)."),
+        click.option("--prediction", help="Predicted label (or value) column."),
+        click.option("--target", help="Ground-truth column."),
+    ]
+    for option in options:
+        command = option(command)
+    return command
+
+
+def build_config(
+    config_path: str | None,
+    *,
+    target: str | None,
+    prediction: str | None,
+    id_col: str | None,
+    numerical: str | None,
+    categorical: str | None,
+    exclude: str | None,
+    task: str | None,
+    chunk_size: int | None = None,
+):
+    """The config file's settings with the CLI's column roles on top."""
+    from monitoring.core.config import load_config
+
+    config = load_config(config_path)
+    config = config.replace(
+        "schema",
+        target=blank_to_none(target),
+        prediction=blank_to_none(prediction),
+        id=blank_to_none(id_col),
+        numerical=split_list(numerical),
+        categorical=split_list(categorical),
+        exclude=split_list(exclude),
+        task=blank_to_none(task),
+    )
+    return config.replace("evaluation", chunk_size=chunk_size)

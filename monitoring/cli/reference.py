@@ -1,0 +1,44 @@
+"""`monitoring reference fit`: fit a reference, log it to MLflow and print its id.
+
+The library is imported inside the command, so that `monitoring --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from monitoring.cli.options import build_config, handle_errors, role_options, source_options
+
+
+@click.group()
+def reference() -> None:
+    """Fit and store references."""
+
+
+@reference.command("fit")
+@click.argument("source")
+@source_options
+@role_options
+@handle_errors
+def reference_fit(
+    source: str,
+    query: str | None,
+    params: tuple[str, ...],
+    config_path: str | None,
+    **roles: str | None,
+) -> None:
+    """Fit a reference from SOURCE, log it to MLflow and print its id."""
+    from monitoring.collect.sources import parse_params
+    from monitoring.evaluation.fit import fit_reference
+    from monitoring.track import log_reference, make_client
+
+    config = build_config(config_path, **roles)
+    fitted = fit_reference(source, config=config, query=query, params=parse_params(params))
+    client = make_client(config.tracking.uri)
+    run_id = log_reference(client, fitted, run_id=os.environ.get("MLFLOW_RUN_ID"))
+    for note in fitted.notes:
+        click.echo(f"schema: {note}", err=True)
+    click.echo(f"reference {fitted.n_rows:,} rows, run {run_id}", err=True)
+    click.echo(fitted.id)
