@@ -4,7 +4,8 @@
     reference = monitoring.fit_reference(train_df, target="label")
     report = monitoring.evaluate(batch_df, reference)
     report.drift_table, report.status, report.performance
-    monitoring.evaluate_and_log(batch_df, reference=reference, model_name="churn")
+    logged = monitoring.evaluate_and_log(batch_df, reference=reference, model_name="churn")
+    monitoring.add_note(logged.run_id, verdict="model-error", text="...", sample_ids=["17"])
 
 Names are imported on first use, so `import monitoring` stays fast and does not import
 torch, mlflow, sqlalchemy or matplotlib.
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "evaluate": "monitoring.evaluation.batch",
-    "fit_reference": "monitoring.evaluation.batch",
+    "fit_reference": "monitoring.evaluation.fit",
     "evaluate_and_log": "monitoring.track.pipeline",
     "compare": "monitoring.track.comparison",
     "embedding_drift": "monitoring.measure.embeddings",
@@ -28,8 +29,10 @@ _EXPORTS = {
     "Comparison": "monitoring.track.comparison",
     "AlertRule": "monitoring.core.alert_rules",
     "AlertConfig": "monitoring.core.config",
-    "NoteError": "monitoring.explain.notes",
     "Note": "monitoring.explain.notes",
+    "add_note": "monitoring.track.notes",
+    "list_notes": "monitoring.track.notes",
+    "show_note": "monitoring.track.notes",
     "LoggedEvaluation": "monitoring.track.pipeline",
     "BatchReport": "monitoring.evaluation.report",
     "Reference": "monitoring.measure.reference",
@@ -60,9 +63,58 @@ _EXPORTS = {
     "TrackingError": "monitoring.errors",
     "TrackingUnreachableError": "monitoring.errors",
     "DuplicateBatchError": "monitoring.errors",
+    "NoRunsError": "monitoring.errors",
+    "NoteError": "monitoring.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AlertConfig",
+    "AlertRule",
+    "BatchReport",
+    "ColumnNotFoundError",
+    "Comparison",
+    "ConfigError",
+    "DataError",
+    "DatabaseUnreachableError",
+    "DatasetDrift",
+    "DriftConfig",
+    "DtypeMismatchError",
+    "DuplicateBatchError",
+    "EmptyBatchError",
+    "EvaluationConfig",
+    "InvalidValueError",
+    "LoggedEvaluation",
+    "METHODS",
+    "ModelError",
+    "MonitoringConfig",
+    "MonitoringError",
+    "NoRunsError",
+    "NotFittedError",
+    "Note",
+    "NoteError",
+    "QueryParameterError",
+    "Reference",
+    "Schema",
+    "SchemaConfig",
+    "SchemaError",
+    "SourceError",
+    "TrackingConfig",
+    "TrackingError",
+    "TrackingUnreachableError",
+    "add_note",
+    "capture_activations",
+    "compare",
+    "embedding_drift",
+    "evaluate",
+    "evaluate_and_log",
+    "fit_reference",
+    "list_notes",
+    "load_config",
+    "load_reference_files",
+    "open_source",
+    "save_reference",
+    "show_note",
+]
 
 
 def __getattr__(name: str) -> Any:

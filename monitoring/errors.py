@@ -1,23 +1,27 @@
 """The exceptions that `monitoring` raises, named for what is wrong.
 
     MonitoringError                 base of everything below; the CLI turns it into exit code 1
-    ├── ConfigError                 a setting is invalid ("`drift.bins` must be ...")
+    ├── ConfigError                 a setting is invalid ("`drift.bins` must be ..."); a ValueError
     ├── SchemaError                 the columns do not fit the roles or the reference
-    │   ├── ColumnNotFoundError     a named column is missing
+    │   ├── ColumnNotFoundError     a named column is missing; a KeyError
     │   └── DtypeMismatchError      a column's type differs from the reference's
     ├── DataError                   the values are unusable
     │   ├── EmptyBatchError         no rows at all
-    │   └── InvalidValueError       NaN-only, inf, unparsable or unseen values
+    │   └── InvalidValueError       NaN-only, inf, unparsable or unseen values; a ValueError
     ├── SourceError                 a file, query or database cannot be read
     │   ├── DatabaseUnreachableError
     │   └── QueryParameterError     a `:name` in the query has no value, or a value has no `:name`
     ├── NotFittedError              a reference is used before it is fitted
     ├── ModelError                  a model URI cannot be resolved or run
-    └── TrackingError               the tracking store refuses or cannot be reached
+    └── TrackingError               the tracking store refuses, cannot be reached or lacks a run
         ├── TrackingUnreachableError
-        └── DuplicateBatchError     the batch id exists for this model version (use replace)
+        ├── DuplicateBatchError     the batch id exists for this model version (use replace)
+        ├── NoRunsError             no finished batch run matches the model, versions or dates
+        └── NoteError               a note cannot be written or found (run, text, sample or note id)
 
-Messages name the column, file, row or setting at fault and never contain a password.
+The three that are also builtins keep `except ValueError` / `except KeyError` written
+before they existed working. Messages name the column, file, row or setting at fault and
+never contain a password.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ __all__ = [
     "InvalidValueError",
     "ModelError",
     "MonitoringError",
+    "NoRunsError",
     "NotFittedError",
+    "NoteError",
     "QueryParameterError",
     "SchemaError",
     "SourceError",
@@ -46,16 +52,19 @@ class MonitoringError(Exception):
     """Base class: every error the library raises on purpose."""
 
 
-class ConfigError(MonitoringError):
-    """A configuration value is invalid."""
+class ConfigError(MonitoringError, ValueError):
+    """A configuration value (or a setting passed as an argument) is invalid."""
 
 
 class SchemaError(MonitoringError):
     """Columns do not match the declared roles or the reference."""
 
 
-class ColumnNotFoundError(SchemaError):
-    """A column named in the schema or the reference is absent."""
+class ColumnNotFoundError(SchemaError, KeyError):
+    """A column named in the schema, the reference or a report is absent."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)  # KeyError's own would quote the message
 
 
 class DtypeMismatchError(SchemaError):
@@ -70,7 +79,7 @@ class EmptyBatchError(DataError):
     """The batch (or reference) has no rows."""
 
 
-class InvalidValueError(DataError):
+class InvalidValueError(DataError, ValueError):
     """A value is out of domain: inf, unparsable, all-NaN column, unseen label."""
 
 
@@ -95,7 +104,7 @@ class ModelError(MonitoringError):
 
 
 class TrackingError(MonitoringError):
-    """The MLflow tracking store refuses an operation."""
+    """The MLflow tracking store refuses an operation or lacks what it is asked for."""
 
 
 class TrackingUnreachableError(TrackingError):
@@ -104,3 +113,11 @@ class TrackingUnreachableError(TrackingError):
 
 class DuplicateBatchError(TrackingError):
     """The batch id was already evaluated for this model version."""
+
+
+class NoRunsError(TrackingError):
+    """No finished batch run matches the request (model, versions, time range)."""
+
+
+class NoteError(TrackingError):
+    """A note cannot be written or found (bad run, text, sample ids or note id)."""

@@ -43,7 +43,8 @@ from monitoring.errors import (
     SchemaError,
     TrackingUnreachableError,
 )
-from monitoring.evaluation.batch import evaluate, fit_reference
+from monitoring.evaluation.batch import evaluate
+from monitoring.evaluation.fit import fit_reference
 from monitoring.stats.registry import METHODS
 from monitoring.track.pipeline import evaluate_and_log
 

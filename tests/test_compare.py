@@ -10,9 +10,10 @@ from conftest import make_frame
 from mlflow import MlflowClient
 
 from monitoring import ConfigError, MonitoringConfig, compare, evaluate_and_log, fit_reference
-from monitoring.cli.main import EXIT_ALERT, main
+from monitoring.cli.main import main
+from monitoring.cli.options import EXIT_ALERT
 from monitoring.core.config import EvaluationConfig
-from monitoring.track.history import NoRunsError
+from monitoring.errors import NoRunsError
 from monitoring.track.history_runs import find_history_run
 
 FAST = MonitoringConfig(evaluation=EvaluationConfig(plot_top_features=0))

@@ -1,4 +1,5 @@
-"""Notes on batch runs: the Markdown format, the run and version tags, the CLI, bad input."""
+"""Notes on batch runs: the Markdown format, the run and version tags, the public API, the
+CLI, bad input."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from click.testing import CliRunner
 from conftest import make_frame
 from mlflow import MlflowClient
 
-from monitoring import ConfigError, evaluate_and_log, fit_reference
-from monitoring.cli.notes import notes
-from monitoring.explain.notes import VERDICTS, Note, NoteError, ignored_samples, next_note_id
-from monitoring.track import log_reference
-from monitoring.track.models import register_pytorch_model
-from monitoring.track.notes_store import (
+from monitoring import (
+    ConfigError,
+    Note,
+    NoteError,
     add_note,
-    ignored_sample_ids,
+    evaluate_and_log,
+    fit_reference,
     list_notes,
-    run_notes,
     show_note,
 )
+from monitoring.cli.notes import notes
+from monitoring.explain.notes import VERDICTS, ignored_samples, next_note_id
+from monitoring.track import log_reference
+from monitoring.track.models import register_pytorch_model
+from monitoring.track.notes import ignored_sample_ids, run_notes
 
 NOTE = Note(
     note_id="1a2b3c4d-1",
@@ -172,22 +176,31 @@ def store(tmp_path_factory) -> Store:
         reference = log_reference(client, fit_reference(make_frame(1000, seed=1)))
         noted = _batch(client, "noted")
         first = add_note(
-            client, noted, verdict="anomaly-ignore", text="Bot traffic.\n", sample_ids=["3", "48"]
+            noted,
+            verdict="anomaly-ignore",
+            text="Bot traffic.\n",
+            sample_ids=["3", "48"],
+            client=client,
         )
         second = add_note(
-            client, noted, verdict="label-error", text="Mislabeled.", sample_ids=[" 90"], author="b"
+            noted,
+            verdict="label-error",
+            text="Mislabeled.",
+            sample_ids=[" 90"],
+            author="b",
+            client=client,
         )
         other = _batch(client, "other")
-        add_note(client, other, verdict="drift", text="Not the same model.")
+        add_note(other, verdict="drift", text="Not the same model.", client=client)
         shifted = _batch(client, "shifted", frame=make_frame(300, seed=2).eval("id = id + 1000"))
-        add_note(client, shifted, verdict="other", text="By id.", sample_ids=["1003"])
+        add_note(shifted, verdict="other", text="By id.", sample_ids=["1003"], client=client)
         rows = _batch(
             client,
             "rows",
             frame=make_frame(300, seed=2).drop(columns="id"),
             reference=make_frame(1000, seed=1).drop(columns="id"),
         )
-        add_note(client, rows, verdict="other", text="By row.", sample_ids=["3"])
+        add_note(rows, verdict="other", text="By row.", sample_ids=["3"], client=client)
     return Store(uri, batch, reference, noted, (first, second), other, shifted, rows)
 
 
@@ -226,13 +239,25 @@ def test_run_tags_after_two_notes(store, store_client):
 
 def test_list_filters_and_show_finds_across_runs(store, store_client):
     first, second = store.notes
-    assert list_notes(store_client, model_name="noted") == [first, second]
-    assert list_notes(store_client, model_name="noted", verdict="label-error") == [second]
-    assert list_notes(store_client, model_name="noted", version="none") == [first, second]
-    assert list_notes(store_client, model_name="noted", version="1") == []
-    assert list_notes(store_client, model_name="churn") == []
-    assert [n.run_id for n in list_notes(store_client, model_name="other")] == [store.other]
-    assert show_note(store_client, second.note_id) == second
+    assert list_notes(model_name="noted", client=store_client) == [first, second]
+    assert list_notes(model_name="noted", verdict="label-error", client=store_client) == [second]
+    assert list_notes(model_name="noted", version="none", client=store_client) == [first, second]
+    assert list_notes(model_name="noted", version="1", client=store_client) == []
+    assert list_notes(model_name="churn", client=store_client) == []
+    assert [n.run_id for n in list_notes(model_name="other", client=store_client)] == [store.other]
+    assert show_note(second.note_id, client=store_client) == second
+
+
+def test_reading_defaults_to_the_configured_store(store, store_client):
+    first, second = store.notes  # store_client set MLFLOW_TRACKING_URI to the store
+    assert list_notes(model_name="noted") == [first, second]
+    assert show_note(second.note_id) == second
+
+
+def test_writing_defaults_to_the_configured_store(client):
+    run_id = _batch(client)  # `client` set MLFLOW_TRACKING_URI to its store
+    note = add_note(run_id, verdict="drift", text="Seasonal.")
+    assert list_notes(model_name="churn", client=client) == [note]
 
 
 @pytest.mark.parametrize(
@@ -248,7 +273,7 @@ def test_sample_ids_are_the_id_column_else_the_row(
     run_id = getattr(store, which)
     assert [n.sample_ids for n in run_notes(store_client, run_id)] == [(kept,)]
     with pytest.raises(NoteError, match=f"'{refused}' is not among the 20 worst.*'{column}' col"):
-        add_note(store_client, run_id, verdict="other", text="x", sample_ids=[refused])
+        add_note(run_id, verdict="other", text="x", sample_ids=[refused], client=store_client)
     assert _notes_tags(store_client, run_id)["monitoring.notes.count"] == "1"
 
 
@@ -263,15 +288,17 @@ def test_notes_on_a_registered_version_become_version_tags(client):
     info = register_pytorch_model(client, _Threshold(), name="churn")
     run_id = _batch(client, model_uri=info.uri)
     long_text = "Sensor glitch. " * 30
-    first = add_note(client, run_id, verdict="data-quality", text=long_text, sample_ids=["3"])
-    second = add_note(client, run_id, verdict="drift", text="Seasonal.")
+    first = add_note(
+        run_id, verdict="data-quality", text=long_text, sample_ids=["3"], client=client
+    )
+    second = add_note(run_id, verdict="drift", text="Seasonal.", client=client)
     version_tags = client.get_model_version("churn", info.version).tags
     assert {k: v for k, v in version_tags.items() if k.startswith("monitoring.notes.")} == {
         f"monitoring.notes.b1.{first.note_id}": f"data-quality: {long_text.strip()[:200]}",
         f"monitoring.notes.b1.{second.note_id}": "drift: Seasonal.",
         "monitoring.notes.count": "2",
     }
-    assert list_notes(client, model_name="churn", version=info.version) == [first, second]
+    assert list_notes(model_name="churn", version=info.version, client=client) == [first, second]
 
 
 # --- bad input: refused, and nothing written ------------------------------------------------
@@ -296,7 +323,7 @@ def test_bad_input_is_refused_and_writes_nothing(
 ):
     options = {"verdict": "other", "text": "a finding", "sample_ids": ["3"], **change}
     with pytest.raises(error, match=message):
-        add_note(store_client, _run_id(store, which), **options)
+        add_note(_run_id(store, which), **options, client=store_client)
     for run_id in (store.batch, store.reference):
         assert _artifacts(store_client, run_id) == []
         assert _notes_tags(store_client, run_id) == {}
@@ -349,7 +376,7 @@ def test_cli_needs_exactly_one_readable_text(store, store_client, text_options, 
 )
 def test_show_unknown_note_id(store_client, note_id, message):
     with pytest.raises(NoteError, match=message):
-        show_note(store_client, note_id)
+        show_note(note_id, client=store_client)
     shown = _run("show", note_id)
     assert shown.exit_code == 1 and message in shown.stderr
 
@@ -382,7 +409,7 @@ def test_cli_add_list_show(client, tmp_path):
 
     shown = _run("show", first_id)
     assert shown.exit_code == 0
-    assert shown.stdout == show_note(client, first_id).to_markdown()
+    assert shown.stdout == show_note(first_id, client=client).to_markdown()
     assert Note.from_markdown(shown.stdout).text == "# Bot traffic\n\nIgnore both."
     assert ignored_sample_ids(client, run_id) == ("3", "48")
 
@@ -395,8 +422,8 @@ def test_round_trip_through_a_tracking_server(start_server):
     uri = start_server("sqlite")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run_id = _batch(client)
-    note = add_note(client, run_id, verdict="anomaly-ignore", text="Bots.", sample_ids=["3"])
-    assert show_note(client, note.note_id) == note
-    assert list_notes(client, model_name="churn") == [note]
+    note = add_note(run_id, verdict="anomaly-ignore", text="Bots.", sample_ids=["3"], client=client)
+    assert show_note(note.note_id, client=client) == note
+    assert list_notes(model_name="churn", client=client) == [note]
     assert _run("show", note.note_id).stdout == note.to_markdown()
     assert ignored_sample_ids(client, run_id) == ("3",)

@@ -19,7 +19,7 @@ also valid YAML), a blank line, then the free text:
     The text.
 
 `Note.from_markdown(note.to_markdown()) == note` for every note. This module is pure: the
-tracking layer (`monitoring.track.notes_store`) does the reading and writing.
+tracking layer (`monitoring.track.notes`) does the reading and writing.
 
 Errors: an unknown verdict is a `ConfigError` (listing `VERDICTS`); everything else wrong
 with a note (empty text, a run that is not a batch run, a sample id that is not among the
@@ -34,13 +34,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
-from monitoring.errors import ConfigError, MonitoringError
+from monitoring.errors import ConfigError, NoteError
 
 __all__ = [
     "IGNORE_VERDICT",
     "VERDICTS",
     "Note",
-    "NoteError",
     "check_sample_ids",
     "check_text",
     "check_verdict",
@@ -68,10 +67,6 @@ NOTE_ID_RUN_PREFIX = 8
 
 FRONT = "---"
 _NOTE_ID = re.compile(r"^(?P<prefix>[0-9A-Za-z]+)-(?P<n>[1-9][0-9]*)$")
-
-
-class NoteError(MonitoringError):
-    """A note cannot be written or found (bad run, text, sample ids or note id)."""
 
 
 def check_verdict(verdict: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitoring.errors import ConfigError, InvalidValueError
+
 DEFAULT_SMOOTHING = 0.5
 
 
@@ -24,10 +26,10 @@ def smoothed_proportions(counts: np.ndarray, *, smoothing: float = DEFAULT_SMOOT
     """
     c = np.asarray(counts, dtype=np.float64)
     if smoothing < 0:
-        raise ValueError(f"smoothing must be >= 0, got {smoothing}")
+        raise ConfigError(f"smoothing must be >= 0, got {smoothing}")
     total = c.sum(axis=-1, keepdims=True) + smoothing * c.shape[-1]
     if np.any(total <= 0):
-        raise ValueError("cannot normalise a histogram with no counts and no smoothing")
+        raise InvalidValueError("cannot normalise a histogram with no counts and no smoothing")
     return (c + smoothing) / total
 
 
@@ -37,7 +39,7 @@ def _pair(
     r = np.asarray(reference_counts)
     b = np.asarray(batch_counts)
     if r.shape[-1:] != b.shape[-1:]:
-        raise ValueError(f"histograms differ in shape: {r.shape} vs {b.shape}")
+        raise InvalidValueError(f"histograms differ in shape: {r.shape} vs {b.shape}")
     p = smoothed_proportions(r, smoothing=smoothing)
     return p, smoothed_proportions(b, smoothing=smoothing)
 

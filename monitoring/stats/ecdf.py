@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from monitoring.errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class SupportCounts:
@@ -143,7 +145,7 @@ def support_cdfs(support_counts: np.ndarray, batch: SupportCounts) -> SupportCDF
     n_r = ref.sum()
     n_b = float(batch.n)
     if n_r <= 0 or n_b <= 0:
-        raise ValueError("KS and Wasserstein need at least one value on each side")
+        raise InvalidValueError("KS and Wasserstein need at least one value on each side")
     ref_at = np.cumsum(ref) / n_r
     ref_below = np.concatenate(([0.0], ref_at[:-1]))
     gaps_through = np.cumsum(batch.gap[:-1])  # values < u_j that are not on the support

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from monitoring.errors import ConfigError, InvalidValueError
+
 
 def quantile_edges(values: np.ndarray, *, bins: int) -> np.ndarray:
     """Interior edges at the reference's 1/bins, ..., (bins-1)/bins quantiles (linear).
@@ -21,11 +23,11 @@ def quantile_edges(values: np.ndarray, *, bins: int) -> np.ndarray:
     column has no interior edge; callers treat it apart (it cannot be binned usefully).
     """
     if bins < 2:
-        raise ValueError(f"bins must be an integer >= 2, got {bins}")
+        raise ConfigError(f"bins must be an integer >= 2, got {bins}")
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[~np.isnan(finite)]
     if finite.size == 0:
-        raise ValueError("cannot fit bin edges on an empty or all-missing column")
+        raise InvalidValueError("cannot fit bin edges on an empty or all-missing column")
     probs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
     edges = np.unique(np.quantile(finite, probs))
     # An edge at the minimum leaves the first bin empty on the reference: drop it.

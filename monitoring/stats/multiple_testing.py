@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from monitoring.errors import ConfigError
+
 CORRECTIONS = ("holm", "bh", "bonferroni", "none")
 
 
@@ -29,7 +31,7 @@ def adjust_p_values(p_values: Sequence[float] | np.ndarray, method: str) -> np.n
     """Adjusted p-values (capped at 1), in the input's order."""
     p = np.asarray(p_values, dtype=np.float64)
     if method not in CORRECTIONS:
-        raise ValueError(f"unknown correction {method!r}; known: {', '.join(CORRECTIONS)}")
+        raise ConfigError(f"unknown correction {method!r}; known: {', '.join(CORRECTIONS)}")
     m = p.size
     if m == 0 or method == "none":
         return p.copy()

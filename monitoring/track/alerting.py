@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from monitoring.core.alert_rules import AlertRule
+from monitoring.errors import NoRunsError
 from monitoring.evaluation.report import BatchReport
 from monitoring.track.batch_run import metrics_of
-from monitoring.track.history import NoRunsError, read_batch_runs
+from monitoring.track.history import read_batch_runs
 from monitoring.track.keys import key_map
 from monitoring.track.registry import ModelInfo
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from monitoring.core.alert_rules import DEFAULT_RULES, AlertRule, alert_series
+from monitoring.errors import NoRunsError
 from monitoring.track.trends import (
     filter_time,
     select_metrics,
@@ -83,8 +84,6 @@ def build_comparison(
     rules: Sequence[AlertRule] = DEFAULT_RULES,
 ) -> Comparison:
     """The comparison from a table of batch runs (see `tracking.history.read_batch_runs`)."""
-    from monitoring.track.history import NoRunsError
-
     chosen = select_metrics(runs, metrics)
     kept = filter_time(runs, since, until)
     if kept.empty:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from monitoring.errors import MonitoringError
+from monitoring.errors import NoRunsError
 from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
 from monitoring.track.experiments import all_experiments
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 1000
 BASE_COLUMNS = ["model_version", "batch_id", "batch_time", "status", "run_id", "start_time"]
-
-
-class NoRunsError(MonitoringError):
-    """No batch run matches the request."""
 
 
 def batch_runs_filter(model_name: str, version: str | None = None) -> str:

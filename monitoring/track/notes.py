@@ -1,5 +1,11 @@
 """Notes on batch runs in MLflow: artifacts `notes/<note_id>.md`, run and version tags.
 
+The public API (`monitoring.add_note`, `monitoring.list_notes`, `monitoring.show_note`)
+writes and reads them on the configured tracking store unless given a `client`:
+
+    note = monitoring.add_note(run_id, verdict="model-error", text="...", sample_ids=["17"])
+    monitoring.list_notes(model_name="churn"), monitoring.show_note(note.note_id)
+
 The run's artifacts are the truth; its tags are recomputed from them on every note:
 
     monitoring.notes.count            how many notes the run has
@@ -26,10 +32,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from monitoring.collect.sources import mask_url
-from monitoring.errors import TrackingError
+from monitoring.errors import NoteError, TrackingError
 from monitoring.explain.notes import (
     Note,
-    NoteError,
     check_sample_ids,
     check_text,
     check_verdict,
@@ -43,6 +48,7 @@ from monitoring.explain.notes import (
 from monitoring.explain.worst_samples import ROW
 from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
+from monitoring.track.client import make_client
 from monitoring.track.experiments import all_experiments
 from monitoring.track.history import iter_runs
 from monitoring.track.keys import safe_component
@@ -171,23 +177,28 @@ def _run_tags(run_id: str, notes: list[Note]) -> dict[str, str]:
 
 
 def add_note(
-    client: MlflowClient,
     run_id: str,
     *,
     verdict: str,
     text: str,
     sample_ids: Iterable[str] = (),
     author: str | None = None,
+    client: MlflowClient | None = None,
 ) -> Note:
     """Write a note on batch run `run_id` and update the run's (and version's) tags.
 
-    The run must be a finished batch run and every sample id one of its worst samples
-    (compared as strings with the id column of `worst_samples.csv`, or `row` when the
-    batch has no id column). Nothing is written when a check fails: ConfigError for an
-    unknown verdict, NoteError otherwise; TrackingError when the store refuses a write.
+    `verdict` is one of `monitoring.explain.notes.VERDICTS` (`anomaly-ignore` leaves the
+    samples out of `perf/<metric>_excl_ignored` when the batch is re-evaluated with
+    `replace`); `text` is Markdown; `author` defaults to $USER. The run must be a finished
+    batch run and every sample id one of its worst samples (compared as strings with the
+    id column of `worst_samples.csv`, or `row` when the batch has no id column). Nothing is
+    written when a check fails: ConfigError for an unknown verdict, NoteError otherwise;
+    TrackingError when the store refuses a write. `client` defaults to the configured
+    tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db).
     """
     from mlflow.entities import RunTag
 
+    client = make_client() if client is None else client
     check_verdict(verdict)
     text = check_text(text)
     samples = clean_sample_ids(sample_ids)
@@ -229,14 +240,19 @@ def _runs_with_notes(client: MlflowClient, filter_string: str) -> list[Run]:
 
 
 def list_notes(
-    client: MlflowClient,
     *,
     model_name: str,
     version: str | None = None,
     verdict: str | None = None,
+    client: MlflowClient | None = None,
 ) -> list[Note]:
-    """The notes on the batch runs of `model_name` (one version, one verdict), oldest
-    first. Searches every experiment; deleted (replaced) runs are not searched."""
+    """The notes on the batch runs of `model_name`, oldest first.
+
+    `version` keeps one model version (`none`: unregistered), `verdict` one verdict.
+    Searches every experiment; deleted (replaced) runs are not searched. `client` defaults
+    to the configured tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db).
+    """
+    client = make_client() if client is None else client
     if verdict is not None:
         check_verdict(verdict)
     parts = [
@@ -254,10 +270,13 @@ def list_notes(
     return sorted(notes, key=sort_key)
 
 
-def show_note(client: MlflowClient, note_id: str) -> Note:
-    """The note `note_id`, found through its run-id prefix in every experiment."""
+def show_note(note_id: str, *, client: MlflowClient | None = None) -> Note:
+    """The note `note_id` (as `add_note` returned it), found through its run-id prefix in
+    every experiment; NoteError when no run, or more than one, holds it. `client` defaults
+    to the configured tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     from mlflow.exceptions import MlflowException
 
+    client = make_client() if client is None else client
     prefix = note_id_prefix(note_id)
     runs = _runs_with_notes(client, f"tags.`{ID_PREFIX}` = '{quote_value(prefix)}'")
     found: list[Note] = []
