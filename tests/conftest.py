@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +18,12 @@ import pandas as pd
 import pytest
 import requests
 import sqlalchemy
+from hypothesis import settings
 
 matplotlib.use("Agg")
+# No test writes into the repository: no example database in ./.hypothesis either.
+settings.register_profile("monitoring", database=None)
+settings.load_profile("monitoring")
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -32,12 +37,17 @@ def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite tracking store; cwd moves to tmp so ./mlruns artifacts land there."""
+def tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh SQLite tracking store, for clients and MLflow's fluent API alike; cwd moves
+    to tmp so that ./mlruns artifacts land there, never in the repository."""
+    import mlflow
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
-    return uri
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from monitoring.track.tags import REFERENCE_EXPERIMENT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mlflow_run_evaluate_logs_into_its_own_run(
     tracking_uri, tmp_path, reference_frame, batch_frame
 ):
+    # The entry point runs in the project folder: the experiment it creates for references
+    # would put its artifacts in the repository's ./mlruns, so it is made here first.
+    MlflowClient(tracking_uri).create_experiment(
+        REFERENCE_EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri()
+    )
     reference_frame.to_csv(tmp_path / "reference.csv", index=False)
     batch_frame.to_csv(tmp_path / "batch.csv", index=False)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
