@@ -13,7 +13,16 @@ from monitoring.measure.drift import ColumnDrift, drift_table
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import FEATURE, PREDICTION, TARGET, Reference
 
-STATUS_OK, STATUS_DRIFT, STATUS_ALERT = "ok", "drift", "alert"
+STATUS_OK, STATUS_QUALITY, STATUS_DRIFT, STATUS_DEGRADED, STATUS_ALERT = (
+    "ok",
+    "quality",
+    "drift",
+    "degraded",
+    "alert",
+)
+STATUSES = (STATUS_OK, STATUS_QUALITY, STATUS_DRIFT, STATUS_DEGRADED, STATUS_ALERT)
+"""In order of severity: a data-quality finding, input drift, performance significantly
+worse than the reference's, an alert rule across batches."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class BatchReport:
     alerts: tuple[str, ...] = ()
     segments: pd.DataFrame | None = None
     multivariate: tuple[DatasetDrift, ...] = ()
+    quality: tuple[Any, ...] = ()  # data-quality checks; each has a bool `flagged`
+    performance_tests: tuple[Any, ...] = ()  # performance against the reference's; `flagged`
 
     @property
     def reference_id(self) -> str:
@@ -71,13 +82,27 @@ class BatchReport:
         return [c.column for c in self.columns if c.role == FEATURE and c.drifted]
 
     @property
+    def quality_findings(self) -> tuple[Any, ...]:
+        """The data-quality checks that flagged this batch."""
+        return tuple(q for q in self.quality if q.flagged)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether performance is significantly and materially worse than the reference's."""
+        return any(t.flagged for t in self.performance_tests)
+
+    @property
     def status(self) -> str:
-        """`alert` when an alert rule fired across batches (set by the tracking layer),
-        else `drift` when inputs, prediction or target drifted, else `ok`."""
+        """The most severe of (`STATUSES`): `alert` when an alert rule fired across batches
+        (set by the tracking layer), `degraded` when performance fell, `drift` when inputs,
+        prediction or target drifted, `quality` on a data-quality finding, else `ok`."""
         if self.alerts:
             return STATUS_ALERT
-        drifted = self.dataset_drift or self.prediction_drift or self.target_drift
-        return STATUS_DRIFT if drifted else STATUS_OK
+        if self.degraded:
+            return STATUS_DEGRADED
+        if self.dataset_drift or self.prediction_drift or self.target_drift:
+            return STATUS_DRIFT
+        return STATUS_QUALITY if self.quality_findings else STATUS_OK
 
     def column(self, name: str) -> ColumnDrift:
         """The drift of column `name`; ColumnNotFoundError (a KeyError) when absent."""
