@@ -12,7 +12,7 @@ import pytest
 from monitoring.errors import ColumnNotFoundError, ConfigError, EmptyBatchError
 from monitoring.evaluation.fit import fit_reference
 from monitoring.measure.anomaly import AnomalyModel, NumericSurprise, top_features
-from monitoring.measure.anomaly_fit import DEFAULT_MIN_SCALE, fit_anomaly_model
+from monitoring.measure.anomaly_fit import DEFAULT_MIN_SCALE, fit_anomaly_model, flag_thresholds
 from monitoring.measure.reference import CategoricalReference, NumericalReference
 
 N_REFERENCE = 5_000
@@ -72,7 +72,7 @@ def test_fresh_reference_like_rows_are_flagged_at_the_stated_rate(profiles, cali
     0.0092 and 0.0529; over 10 calibration/test seed pairs 0.0097 +- 0.0010, 0.0497 +- 0.0012."""
     fitted = fit_anomaly_model(profiles, calibration, flag_rate=flag_rate)
     fresh = make_rows(20_000, seed=3)
-    observed = fitted.is_anomalous(fitted.score(fresh)).mean()
+    observed = fitted.assess(fresh)[1].mean()
     sd = math.sqrt(flag_rate * (1 - flag_rate) * (1 / len(fresh) + 1 / len(calibration)))
     assert abs(observed - flag_rate) <= 4 * sd
     assert (fitted.flag_rate, fitted.sample_size) == (flag_rate, N_CALIBRATION)
@@ -93,7 +93,7 @@ def test_fresh_reference_like_rows_are_flagged_at_the_stated_rate(profiles, cali
 )
 def test_injected_outliers_are_flagged_and_named_first(model, column, value, min_flagged):
     rows = make_rows(500, seed=4).assign(**{column: value})
-    flagged = model.is_anomalous(model.score(rows))
+    flagged = model.assess(rows)[1]
     first = [explanation.split(" (")[0] for explanation in model.explain(rows)]
     assert flagged.mean() >= min_flagged
     assert set(first) == {column}
@@ -198,7 +198,12 @@ def test_hand_computed_tiny_profiles():
     np.testing.assert_allclose(fitted.contributions(rows)["x"], s_x, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fitted.contributions(rows)["c"], s_c, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fitted.score(rows), expected, rtol=0, atol=1e-12)
-    assert fitted.threshold == pytest.approx(np.quantile(expected, 0.5), abs=1e-12)
+    np.testing.assert_allclose(
+        (fitted.threshold, fitted.max_threshold),
+        flag_thresholds(np.column_stack([s_x, s_c]), 0.5),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_a_capped_maximum_decays_at_min_scale_of_its_neighbour_bin(model, profiles):
@@ -256,3 +261,35 @@ def test_explanations_read_feature_and_signed_surprise(model):
 def test_invalid_calibration_settings_are_refused(profiles, settings, rows, error, message):
     with pytest.raises(error, match=message):
         fit_anomaly_model(profiles, make_rows(rows, seed=9), **settings)
+
+
+def test_flag_thresholds_flag_the_rate_and_a_single_extreme_feature():
+    """Hand case: 20 rows, 2 features, flag 10% = 2 rows. The largest single surprise's
+    95% quantile (linear) sits between 3.0 and 9.0; one row passes it. The sum threshold
+    then flags the one other row with the highest sum (1.9 + 1.9), not the 9.0 row again."""
+    matrix = np.zeros((20, 2))
+    matrix[0] = [9.0, -5.0]  # one extreme feature, an ordinary sum (4.0)
+    matrix[1] = [1.9, 1.9]  # no extreme feature, the highest other sum (3.8)
+    matrix[2] = [3.0, 0.0]
+    threshold, max_threshold = flag_thresholds(matrix, 0.1)
+    assert 3.0 < max_threshold < 9.0
+    assert 3.0 <= threshold < 3.8
+    model = AnomalyModel((), threshold, 0.1, 20, 0.5, 0.1, max_threshold=max_threshold)
+    _, flags = model.assess_matrix(matrix)
+    np.testing.assert_array_equal(np.flatnonzero(flags), [0, 1])
+
+
+def test_one_feature_far_out_among_many_ordinary_ones_is_flagged():
+    """The units bug: 3 of 30 features divided by 100. The sum of 30 surprises drowns one
+    feature's; the single-feature threshold does not."""
+    rng = np.random.default_rng(0)
+    columns = [f"f{i}" for i in range(30)]
+    reference = pd.DataFrame(rng.normal(500, 50, (3000, 30)), columns=columns)
+    fitted = fit_reference(reference, numerical=columns)
+    broken = pd.DataFrame(rng.normal(500, 50, (200, 30)), columns=columns)
+    broken["f0"] /= 100
+    scores, flags = fitted.anomaly.assess(broken)
+    assert flags.all()
+    assert all(e.startswith("f0 (+") for e in fitted.anomaly.explain(broken))
+    _, clean = fitted.anomaly.assess(pd.DataFrame(rng.normal(500, 50, (5000, 30)), columns=columns))
+    assert clean.mean() < 0.02  # flag_rate 0.01; binomial sd 0.0014 on 5,000 rows

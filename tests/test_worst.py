@@ -15,12 +15,10 @@ class _ColumnScorer:
     def __init__(self) -> None:
         self.scored = 0
 
-    def score(self, rows: pd.DataFrame) -> np.ndarray:
+    def assess(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         self.scored += len(rows)
-        return rows["x"].to_numpy(dtype=np.float64)
-
-    def is_anomalous(self, scores: np.ndarray) -> np.ndarray:
-        return scores > 2.0
+        scores = rows["x"].to_numpy(dtype=np.float64)
+        return scores, scores > 2.0
 
     def explain(self, rows: pd.DataFrame) -> list[str]:
         return [f"x={v:.2f}" for v in rows["x"]]

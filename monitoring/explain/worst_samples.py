@@ -28,9 +28,7 @@ ANOMALY_FEATURES = "anomaly_features"
 class Scorer(Protocol):
     """What ranks tied rows and explains the kept ones (`anomaly.AnomalyModel`)."""
 
-    def score(self, rows: pd.DataFrame) -> np.ndarray: ...
-
-    def is_anomalous(self, scores: np.ndarray) -> np.ndarray: ...
+    def assess(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]: ...
 
     def explain(self, rows: pd.DataFrame) -> list[str]: ...
 
@@ -138,8 +136,8 @@ class WorstSamples:
     def _score(self, candidates: pd.DataFrame) -> pd.DataFrame:
         if self.scorer is None:
             return candidates
-        scores = self.scorer.score(candidates)
-        return candidates.assign(**{ANOMALY: scores, ANOMALOUS: self.scorer.is_anomalous(scores)})
+        scores, anomalous = self.scorer.assess(candidates)
+        return candidates.assign(**{ANOMALY: scores, ANOMALOUS: anomalous})
 
     def result(self) -> pd.DataFrame:
         """The kept rows in order, with `row` (position in the batch), `error` and, when

@@ -31,8 +31,12 @@ unseen bucket and "missing" of a categorical one:
 H_f is computed from the profile alone (bin counts; mean distances from `support`), exact
 when the profile's support holds every reference value (up to `drift.max_support`).
 
-The threshold is the (1 - flag_rate) quantile of the scores of a random sample of reference
-rows: a reference-like row is flagged (score > threshold) with probability ~flag_rate.
+A row is flagged anomalous when its score passes `threshold`, or when one feature's surprise
+alone passes `max_threshold`: a value far outside the reference on one feature among thirty
+ordinary ones is flagged, where the sum alone would drown it. Both thresholds are set on a
+random sample of reference rows so that together they flag flag_rate of them: the largest
+single surprise at its (1 - flag_rate / 2) quantile, then the sum so that the union flags
+flag_rate (`anomaly_fit.flag_thresholds`).
 
 This module holds the fitted model and scores and explains rows with it; fitting it from
 the reference profiles is `monitoring.measure.anomaly_fit`.
@@ -61,7 +65,7 @@ __all__ = [
     "top_features",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: `max_threshold` (files of version 1 load with the sum alone)
 _WHERE = "anomaly scoring"
 
 
@@ -179,6 +183,7 @@ class AnomalyModel:
     sample_size: int
     smoothing: float
     min_scale: float
+    max_threshold: float = float("inf")  # one feature's surprise alone flags a row
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -193,14 +198,22 @@ class AnomalyModel:
         """Row score sum_f s_f; 0 is an average reference row, higher is more unusual."""
         return surprise_matrix(frame, self.features).sum(axis=1)
 
+    def assess(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's score and whether it is anomalous, from one surprise matrix."""
+        return self.assess_matrix(surprise_matrix(frame, self.features))
+
+    def assess_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`assess` of a surprise matrix (rows x features, `surprise_matrix`)."""
+        scores = matrix.sum(axis=1)
+        flags = scores > self.threshold
+        if matrix.shape[1] and np.isfinite(self.max_threshold):
+            flags |= matrix.max(axis=1) > self.max_threshold
+        return scores, flags
+
     def explain(self, frame: pd.DataFrame, k: int = 3) -> list[str]:
         """Per row, e.g. "income (+6.2), region (+4.1)": the k largest s_f, largest first."""
         tops = top_features(self.contributions(frame), k=k)
         return [", ".join(f"{name} ({value:+.1f})" for name, value in row) for row in tops]
-
-    def is_anomalous(self, scores: np.ndarray) -> np.ndarray:
-        """score > threshold (a reference-like row: probability ~flag_rate)."""
-        return np.asarray(scores, dtype=np.float64) > self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (lists, floats, strings); inf appears only with smoothing = 0."""
@@ -225,13 +238,14 @@ class AnomalyModel:
             "sample_size": self.sample_size,
             "smoothing": self.smoothing,
             "min_scale": self.min_scale,
+            "max_threshold": self.max_threshold,
             "features": features,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AnomalyModel:
         """The model `to_dict` wrote."""
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in (1, FORMAT_VERSION):
             raise InvalidValueError(
                 f"anomaly model format_version {data.get('format_version')!r} is not "
                 f"{FORMAT_VERSION}"
@@ -268,4 +282,5 @@ class AnomalyModel:
             sample_size=int(data["sample_size"]),
             smoothing=float(data["smoothing"]),
             min_scale=float(data["min_scale"]),
+            max_threshold=float(data.get("max_threshold", float("inf"))),
         )

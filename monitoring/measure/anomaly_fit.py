@@ -184,15 +184,42 @@ def fit_anomaly_model(
         else:
             fitted = fit_categorical_surprise(profile, smoothing=smoothing)
         features.append(_renamed(fitted, column))
-    scores = surprise_matrix(sample, tuple(features)).sum(axis=1)
+    threshold, max_threshold = flag_thresholds(
+        surprise_matrix(sample, tuple(features)), flag_rate
+    )
     return AnomalyModel(
         features=tuple(features),
-        threshold=float(np.quantile(scores, 1 - flag_rate)),
+        threshold=threshold,
         flag_rate=float(flag_rate),
         sample_size=len(sample),
         smoothing=float(smoothing),
         min_scale=float(min_scale),
+        max_threshold=max_threshold,
     )
+
+
+def flag_thresholds(matrix: np.ndarray, flag_rate: float) -> tuple[float, float]:
+    """(sum threshold, single-feature threshold) that together flag `flag_rate` of the
+    sample's rows (`matrix`: rows x features surprises).
+
+    The single-feature threshold is the (1 - flag_rate / 2) quantile of each row's largest
+    surprise; the sum threshold is then the value that the sums of the rows not flagged by
+    it must pass for flag_rate of all rows to be flagged (ties can flag fewer). With one
+    feature the two coincide, and the sum alone is used."""
+    scores = matrix.sum(axis=1)
+    if matrix.shape[1] < 2:
+        return float(np.quantile(scores, 1 - flag_rate)), float("inf")
+    largest = matrix.max(axis=1)
+    max_threshold = float(np.quantile(largest, 1 - flag_rate / 2))
+    by_max = largest > max_threshold
+    wanted = int(round(flag_rate * len(scores))) - int(by_max.sum())
+    rest = np.sort(scores[~by_max])[::-1]
+    if wanted <= 0 or rest.size == 0:
+        return float(rest[0]) if rest.size else float(scores.max()), max_threshold
+    # flag the `wanted` highest remaining sums: the threshold sits between two of them
+    upper = rest[min(wanted, rest.size) - 1]
+    lower = rest[wanted] if wanted < rest.size else upper
+    return float((upper + lower) / 2) if lower < upper else float(lower), max_threshold
 
 
 def _renamed(feature: FeatureSurprise, column: str) -> FeatureSurprise:
