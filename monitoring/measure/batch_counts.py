@@ -48,6 +48,8 @@ class NumericalCounts:
     n_missing: int = 0
     total: float = 0.0
     total_sq: float = 0.0
+    below: int = 0  # values under the reference's minimum
+    above: int = 0  # values over the reference's maximum
     scorer: ColumnScorer | None = field(default=None, repr=False, compare=False)
     _support_index: pd.Index | None = field(default=None, repr=False, compare=False)
 
@@ -87,6 +89,10 @@ class NumericalCounts:
         self.support = self.support + count_sorted_on_support(present, self._support_index)
         self.total += float(present.sum())
         self.total_sq += float(np.dot(present, present))
+        low, high = self.reference.minimum, self.reference.maximum
+        if low is not None and high is not None and present.size:
+            self.below += int(np.searchsorted(present, low, side="left"))
+            self.above += int(present.size - np.searchsorted(present, high, side="right"))
 
     def merge(self, other: NumericalCounts) -> NumericalCounts:
         self.counts += other.counts
@@ -94,6 +100,8 @@ class NumericalCounts:
         self.n_missing += other.n_missing
         self.total += other.total
         self.total_sq += other.total_sq
+        self.below += other.below
+        self.above += other.above
         return self
 
     def result(self) -> NumericalCounts:
@@ -106,7 +114,14 @@ class NumericalCounts:
             "gap": self.support.gap,
             "gap_sum": self.support.gap_sum,
         }
-        return pack(arrays, n_missing=self.n_missing, total=self.total, total_sq=self.total_sq)
+        return pack(
+            arrays,
+            n_missing=self.n_missing,
+            total=self.total,
+            total_sq=self.total_sq,
+            below=self.below,
+            above=self.above,
+        )
 
     def from_state(self, state: bytes) -> NumericalCounts:
         arrays, values = unpack(state)
@@ -117,6 +132,8 @@ class NumericalCounts:
             n_missing=values["n_missing"],
             total=values["total"],
             total_sq=values["total_sq"],
+            below=values["below"],
+            above=values["above"],
             scorer=self.scorer,
         )
 

@@ -44,6 +44,10 @@ class NumericalReference:
     # Derived from the support, simulated once at fit so that batches skip it; not part
     # of the reference's id (see `drift.wasserstein_null_of`).
     wasserstein_null: BridgeNull | None = None
+    # The smallest and largest value (the support may be a subsample): the data-quality
+    # range check. Not part of the id, so references fitted before it keep theirs.
+    minimum: float | None = None
+    maximum: float | None = None
     kind: str = field(default="numerical", init=False)
 
     @property
@@ -63,6 +67,9 @@ class CategoricalReference:
     n_missing: int
     segment_error_sum: np.ndarray | None = None
     segment_error_count: np.ndarray | None = None
+    # Categories seen exactly once: the Good-Turing estimate of how often a reference-like
+    # row brings a category never seen (the unseen-category check). Not part of the id.
+    singletons: int | None = None
     kind: str = field(default="categorical", init=False)
 
     @property
@@ -89,6 +96,9 @@ class Reference:
     id: str = ""
     anomaly: AnomalyModel | None = None
     multivariate: ReconstructionModel | None = None
+    # Rows of the reference whose id repeats an earlier row's (None: no id column); the
+    # duplicated-ids check compares a batch with it. Not part of the id.
+    id_duplicate_rows: int | None = None
 
     def profile(self, column: str) -> ColumnReference:
         return self.profiles[column]

@@ -45,7 +45,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
             "n_missing": p.n_missing,
         }
         if isinstance(p, NumericalReference):
-            entry.update(mean=p.mean, std=p.std)
+            entry.update(mean=p.mean, std=p.std, minimum=p.minimum, maximum=p.maximum)
             for name in _ARRAYS:
                 arrays[f"{index}.{name}"] = getattr(p, name)
             if p.wasserstein_null is not None:
@@ -57,7 +57,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
                     "seed": null.seed,
                 }
         else:
-            entry["vocabulary"] = list(p.vocabulary)
+            entry.update(vocabulary=list(p.vocabulary), singletons=p.singletons)
             arrays[f"{index}.counts"] = p.counts
         for name in _SEGMENT_ARRAYS:
             if getattr(p, name) is not None:
@@ -74,6 +74,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "max_categories": reference.max_categories,
         "source": reference.source,
         "notes": list(reference.notes),
+        "id_duplicate_rows": reference.id_duplicate_rows,
         "profiles": profiles,
         "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
         "multivariate": (
@@ -123,6 +124,8 @@ def load_reference_files(folder: str | Path) -> Reference:
                 **{name: arrays[f"{index}.{name}"] for name in _ARRAYS},
                 **segments,
                 wasserstein_null=_stored_null(entry, arrays, index),
+                minimum=entry.get("minimum"),
+                maximum=entry.get("maximum"),
             )
         else:
             profiles[column] = CategoricalReference(
@@ -133,6 +136,7 @@ def load_reference_files(folder: str | Path) -> Reference:
                 n=entry["n"],
                 n_missing=entry["n_missing"],
                 **segments,
+                singletons=entry.get("singletons"),
             )
     reference = Reference(
         schema=Schema.from_dict(meta["schema"]),
@@ -145,6 +149,7 @@ def load_reference_files(folder: str | Path) -> Reference:
         source=meta["source"],
         notes=tuple(meta["notes"]),
         id=meta["id"],
+        id_duplicate_rows=meta.get("id_duplicate_rows"),
         anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
         multivariate=(
             ReconstructionModel.from_dict(meta["multivariate"])

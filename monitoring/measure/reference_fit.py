@@ -222,6 +222,8 @@ def numeric_profile(
         n_missing=collector.n_missing,
         mean=float(values.mean()),
         std=float(values.std()),
+        minimum=float(ordered.sorted[0]),
+        maximum=float(ordered.sorted[-1]),
         segment_error_sum=segments[0] if segments else None,
         segment_error_count=segments[1] if segments else None,
     )
@@ -241,6 +243,7 @@ def categorical_profile(
         counts=counts,
         n=int(sum(collector.counts.values())),
         n_missing=collector.n_missing,
+        singletons=sum(1 for n in collector.counts.values() if n == 1),
         segment_error_sum=segments[0] if segments else None,
         segment_error_count=segments[1] if segments else None,
     )
