@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.core.alert_rules import DEFAULT_RULES, AlertRule, rules_from_config
+from monitoring.core.performance_config import PerformanceConfig
 from monitoring.core.validation import check_fraction, check_int, setting_error
 from monitoring.errors import ConfigError
 from monitoring.stats.multiple_testing import CORRECTIONS
@@ -254,6 +255,7 @@ class MonitoringConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
 
     def replace(self, section: str, **changes: Any) -> MonitoringConfig:
         """A copy with some fields of one section changed (None values are ignored)."""
@@ -283,6 +285,7 @@ _SECTIONS = {
     "evaluation": EvaluationConfig,
     "tracking": TrackingConfig,
     "alerts": AlertConfig,
+    "performance": PerformanceConfig,
 }
 
 

@@ -24,6 +24,7 @@ from monitoring.evaluation.fit import fit_reference, with_roles
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift import ColumnDrift, batch_free_nulls, decide_drift
 from monitoring.measure.multivariate import DatasetDrift
+from monitoring.measure.performance.tests import performance_tests
 from monitoring.measure.reference import FEATURE, Reference
 
 __all__ = ["evaluate"]
@@ -97,7 +98,9 @@ def evaluate(
         n_rows=n_rows,
         performance=plan.performance_result(),
         worst_samples=plan.worst.result(),
-        segments=plan.segments.table() if plan.performance is not None else None,
+        segments=(
+            plan.segments.table(config.performance) if plan.performance is not None else None
+        ),
         batch_digest=plan.digest.result(),
         source=source.describe(),
         source_name=source.name,
@@ -107,6 +110,12 @@ def evaluate(
         predicted_by_model=plan.predicted_by_model,
         warnings=tuple(warnings),
         seconds=time.perf_counter() - started,
+        # Performance against the reference's own (issue 22): one-sided tests, own family.
+        performance_tests=performance_tests(
+            reference.performance,
+            plan.performance.metrics if plan.performance is not None else None,
+            config.performance,
+        ),
     )
 
 

@@ -27,6 +27,7 @@ from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.anomaly_fit import fit_anomaly_model
 from monitoring.measure.multivariate import ReconstructionModel
 from monitoring.measure.multivariate_fit import fit_reconstruction
+from monitoring.measure.performance.reference_rows import OutputRows, reference_performance
 from monitoring.measure.reference import (
     FEATURE,
     ColumnReference,
@@ -99,6 +100,7 @@ class _FitPlan:
         self.numeric: dict[str, NumericCollector] = {}
         self.categorical: dict[str, CategoryCollector] = {}
         self.sample: RowSample | None = None
+        self.outputs: OutputRows | None = None  # truth and predictions: its own performance
 
     def __call__(self, first: pd.DataFrame) -> Steps:
         if self.schema is None:
@@ -112,7 +114,9 @@ class _FitPlan:
             c: CategoryCollector(c, with_errors=c in features) for c in label_columns
         }
         self.sample = RowSample(ANOMALY_SAMPLE_ROWS, seed=self.drift.seed, columns=schema.features)
+        self.outputs = OutputRows(schema)
         collectors = [*self.numeric.values(), *self.categorical.values(), self.sample]
+        collectors.append(self.outputs)
         return Steps(prepare=self.prepare, inline=[c.update for c in collectors])
 
     def prepare(self, frame: pd.DataFrame, offset: int) -> Chunk:
@@ -150,7 +154,8 @@ def fit_reference_chunks(
         numerical_given = isinstance(schema, Schema) or (
             isinstance(schema, SchemaConfig) and schema.numerical is not None
         )
-        assert plan.sample is not None
+        assert plan.sample is not None and plan.outputs is not None
+        outputs = plan.outputs.result()
         return _assemble(
             plan.schema,
             plan.numeric,
@@ -162,6 +167,7 @@ def fit_reference_chunks(
             numerical_given,
             plan.sample.rows,
             engine,
+            outputs,
         )
 
 
@@ -176,6 +182,7 @@ def _assemble(
     numerical_given: bool,
     sample: pd.DataFrame | None,
     engine: Engine,
+    outputs: pd.DataFrame | None = None,
 ) -> Reference:
     """The reference from the collected columns. Numeric profiles are made in the engine's
     pool, and the Wasserstein nulls (the longest part) simulated there while the main thread
@@ -238,6 +245,7 @@ def _assemble(
         notes=tuple(notes),
         anomaly=_anomaly_model(profiles, sample, drift, notes),
         multivariate=_multivariate_model(profiles, sample, drift, notes),
+        performance=reference_performance(schema, classes, outputs),
     )
     # The id leaves the nulls out (derived data), so it is taken before they are in.
     reference = dataclasses.replace(reference, id=reference.digest(), notes=tuple(notes))

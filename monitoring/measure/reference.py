@@ -19,6 +19,7 @@ import numpy as np
 from monitoring.core.schema import Schema
 from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.multivariate import ReconstructionModel
+from monitoring.measure.performance.summary import PerformanceSummary
 from monitoring.stats.calibration import BridgeNull
 
 FEATURE, PREDICTION, TARGET = "feature", "prediction", "target"
@@ -41,6 +42,7 @@ class NumericalReference:
     std: float
     segment_error_sum: np.ndarray | None = None
     segment_error_count: np.ndarray | None = None
+    segment_error_sq_sum: np.ndarray | None = None  # each segment's sum of squared errors
     # Derived from the support, simulated once at fit so that batches skip it; not part
     # of the reference's id (see `drift.wasserstein_null_of`).
     wasserstein_null: BridgeNull | None = None
@@ -67,6 +69,7 @@ class CategoricalReference:
     n_missing: int
     segment_error_sum: np.ndarray | None = None
     segment_error_count: np.ndarray | None = None
+    segment_error_sq_sum: np.ndarray | None = None  # each segment's sum of squared errors
     # Categories seen exactly once: the Good-Turing estimate of how often a reference-like
     # row brings a category never seen (the unseen-category check). Not part of the id.
     singletons: int | None = None
@@ -99,6 +102,10 @@ class Reference:
     # Rows of the reference whose id repeats an earlier row's (None: no id column); the
     # duplicated-ids check compares a batch with it. Not part of the id.
     id_duplicate_rows: int | None = None
+    # The reference's own performance when it carries truth and predictions: what each
+    # batch's performance is tested against. Part of the id when present (it is not
+    # implied by the columns' profiles), so files from before it keep theirs.
+    performance: PerformanceSummary | None = None
 
     def profile(self, column: str) -> ColumnReference:
         return self.profiles[column]
@@ -131,9 +138,11 @@ class Reference:
             else:
                 h.update("\x1f".join(p.vocabulary).encode())
                 h.update(np.ascontiguousarray(p.counts).tobytes())
-            for array in (p.segment_error_sum, p.segment_error_count):
+            for array in (p.segment_error_sum, p.segment_error_count, p.segment_error_sq_sum):
                 if array is not None:
                     h.update(np.ascontiguousarray(array).tobytes())
+        if self.performance is not None:
+            self.performance.update_digest(h)
         return h.hexdigest()[:16]
 
 

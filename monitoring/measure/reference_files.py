@@ -15,6 +15,7 @@ from monitoring.core.schema import Schema
 from monitoring.errors import NotFittedError
 from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.multivariate import ReconstructionModel
+from monitoring.measure.performance.summary import PerformanceSummary
 from monitoring.measure.reference import (
     CategoricalReference,
     ColumnReference,
@@ -27,7 +28,8 @@ FORMAT_VERSION = 1
 JSON_NAME = "reference.json"
 ARRAYS_NAME = "reference.npz"
 _ARRAYS = ("edges", "counts", "support", "support_counts")
-_SEGMENT_ARRAYS = ("segment_error_sum", "segment_error_count")
+_SEGMENT_ARRAYS = ("segment_error_sum", "segment_error_count", "segment_error_sq_sum")
+_PERFORMANCE = "performance."  # prefix of the reference performance's arrays
 
 
 def save_reference(reference: Reference, folder: str | Path) -> Path:
@@ -63,6 +65,10 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
             if getattr(p, name) is not None:
                 arrays[f"{index}.{name}"] = getattr(p, name)
         profiles.append(entry)
+    performance = None
+    if reference.performance is not None:
+        performance, parts = reference.performance.to_parts()
+        arrays.update({f"{_PERFORMANCE}{name}": array for name, array in parts.items()})
     meta = {
         "format_version": FORMAT_VERSION,
         "id": reference.id,
@@ -75,6 +81,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "source": reference.source,
         "notes": list(reference.notes),
         "id_duplicate_rows": reference.id_duplicate_rows,
+        "performance": performance,
         "profiles": profiles,
         "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
         "multivariate": (
@@ -97,6 +104,15 @@ def _stored_null(entry: dict, arrays: Any, index: int) -> BridgeNull | None:
         int(found["simulations"]),
         int(found["seed"]),
     )
+
+
+def _stored_performance(meta: dict, arrays: Any) -> PerformanceSummary | None:
+    """The reference's own performance; None in files from before it, or without truth."""
+    if not meta.get("performance"):
+        return None
+    names = [name for name in arrays.files if name.startswith(_PERFORMANCE)]
+    parts = {name.removeprefix(_PERFORMANCE): arrays[name] for name in names}
+    return PerformanceSummary.from_parts(meta["performance"], parts)
 
 
 def load_reference_files(folder: str | Path) -> Reference:
@@ -150,6 +166,7 @@ def load_reference_files(folder: str | Path) -> Reference:
         notes=tuple(meta["notes"]),
         id=meta["id"],
         id_duplicate_rows=meta.get("id_duplicate_rows"),
+        performance=_stored_performance(meta, arrays),
         anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
         multivariate=(
             ReconstructionModel.from_dict(meta["multivariate"])

@@ -93,9 +93,9 @@ class NumericCollector:
     def values(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.empty(0)
 
-    def segment_errors(self, bins: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Error sums and counts per bin, then for missing values (rows with an error);
-        `bins` holds each present value's bin (in the order of `self.values()`)."""
+    def segment_errors(self, bins: np.ndarray, size: int) -> tuple[np.ndarray, ...] | None:
+        """Error sums, counts and sums of squares per bin, then for missing values (rows
+        with an error); `bins` holds each present value's bin (in `self.values()` order)."""
         if not self.error_parts:
             return None
         errors = np.concatenate(self.error_parts)
@@ -105,7 +105,8 @@ class NumericCollector:
         missing = missing[~np.isnan(missing)]
         sums = np.append(np.bincount(index, weights=errors[known], minlength=size), missing.sum())
         counts = np.append(np.bincount(index, minlength=size), missing.size)
-        return sums, counts.astype(np.int64)
+        squares = np.bincount(index, weights=errors[known] ** 2, minlength=size)
+        return sums, counts.astype(np.int64), np.append(squares, missing @ missing)
 
 
 class CategoryCollector:
@@ -117,6 +118,7 @@ class CategoryCollector:
         self.counts: Counter[str] = Counter()
         self.error_sums: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
+        self.error_squares: Counter[str] = Counter()
         self.has_errors = False
         self.n_missing = 0
 
@@ -130,6 +132,7 @@ class CategoryCollector:
         self.counts.update(other.counts)
         self.error_sums.update(other.error_sums)
         self.error_counts.update(other.error_counts)
+        self.error_squares.update(other.error_squares)
         self.has_errors = self.has_errors or other.has_errors
         self.n_missing += other.n_missing
         return self
@@ -142,6 +145,7 @@ class CategoryCollector:
             counts=dict(self.counts),
             error_sums=dict(self.error_sums),
             error_counts=dict(self.error_counts),
+            error_squares=dict(self.error_squares),
             has_errors=self.has_errors,
             n_missing=self.n_missing,
         )
@@ -152,6 +156,7 @@ class CategoryCollector:
         twin.counts.update(values["counts"])
         twin.error_sums.update(values["error_sums"])
         twin.error_counts.update(values["error_counts"])
+        twin.error_squares.update(values["error_squares"])
         twin.has_errors, twin.n_missing = values["has_errors"], values["n_missing"]
         return twin
 
@@ -172,23 +177,31 @@ class CategoryCollector:
         known = ~np.isnan(errors)
         grouped = pd.Series(errors[known]).groupby(codes[known])
         sums, sizes = grouped.sum(), grouped.size()
+        squares = (pd.Series(errors[known] ** 2).groupby(codes[known]).sum()).to_numpy()
         keys = [MISSING_KEY if code < 0 else names[code] for code in sums.index]
-        for key, total, size in sorted(zip(keys, sums.to_numpy(), sizes.to_numpy(), strict=True)):
+        found = zip(keys, sums.to_numpy(), sizes.to_numpy(), squares, strict=True)
+        for key, total, size, square in sorted(found):
             self.error_sums[key] += float(total)
             self.error_counts[key] += int(size)
+            self.error_squares[key] += float(square)
 
-    def segment_errors(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Error sums and counts per category, the unseen bucket, then missing values."""
+    def segment_errors(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
+        """Error sums, counts and sums of squares per category, the unseen bucket, then
+        missing values."""
         if not self.has_errors:
             return None
-        sums = [self.error_sums.get(v, 0.0) for v in vocabulary]
-        counts = [self.error_counts.get(v, 0) for v in vocabulary]
         known = set(vocabulary) | {MISSING_KEY}
-        sums.append(sum(x for k, x in self.error_sums.items() if k not in known))
-        counts.append(sum(x for k, x in self.error_counts.items() if k not in known))
-        sums.append(self.error_sums.get(MISSING_KEY, 0.0))
-        counts.append(self.error_counts.get(MISSING_KEY, 0))
-        return np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+        out = []
+        for found, dtype in (
+            (self.error_sums, np.float64),
+            (self.error_counts, np.int64),
+            (self.error_squares, np.float64),
+        ):
+            values = [found.get(v, 0) for v in vocabulary]
+            values.append(sum(x for k, x in found.items() if k not in known))
+            values.append(found.get(MISSING_KEY, 0))
+            out.append(np.asarray(values, dtype=dtype))
+        return tuple(out)
 
 
 def numeric_profile(
@@ -226,6 +239,7 @@ def numeric_profile(
         maximum=float(ordered.sorted[-1]),
         segment_error_sum=segments[0] if segments else None,
         segment_error_count=segments[1] if segments else None,
+        segment_error_sq_sum=segments[2] if segments else None,
     )
 
 
@@ -246,6 +260,7 @@ def categorical_profile(
         singletons=sum(1 for n in collector.counts.values() if n == 1),
         segment_error_sum=segments[0] if segments else None,
         segment_error_count=segments[1] if segments else None,
+        segment_error_sq_sum=segments[2] if segments else None,
     )
 
 

@@ -109,6 +109,7 @@ class ClassificationMetrics:
         self._score_hist = np.zeros((k, self._score_bins), dtype=np.int64)
         self._positive_hist = np.zeros((k, self._score_bins), dtype=np.int64)
         self._log_loss_sum = 0.0
+        self._log_loss_sq_sum = 0.0  # of each row's cross-entropy: its variance, for tests
         self._cal_count = np.zeros(self._calibration_bins, dtype=np.int64)
         self._cal_correct = np.zeros(self._calibration_bins, dtype=np.int64)
         self._cal_confidence = np.zeros(self._calibration_bins, dtype=np.float64)
@@ -173,7 +174,9 @@ class ClassificationMetrics:
         )
         flat = prob.ravel()  # a copy only if prob is not C-contiguous
         p_true = np.clip(flat[true_cells], self._log_loss_eps, 1.0)
-        self._log_loss_sum += float(-np.log(p_true).sum())
+        cross_entropy = -np.log(p_true)
+        self._log_loss_sum += float(cross_entropy.sum())
+        self._log_loss_sq_sum += float(cross_entropy @ cross_entropy)
 
         cal = self._calibration_bins
         best = prob.argmax(axis=1)
@@ -218,6 +221,7 @@ class ClassificationMetrics:
         out._score_hist = self._score_hist + other._score_hist
         out._positive_hist = self._positive_hist + other._positive_hist
         out._log_loss_sum = self._log_loss_sum + other._log_loss_sum
+        out._log_loss_sq_sum = self._log_loss_sq_sum + other._log_loss_sq_sum
         out._cal_count = self._cal_count + other._cal_count
         out._cal_correct = self._cal_correct + other._cal_correct
         out._cal_confidence = self._cal_confidence + other._cal_confidence
@@ -244,6 +248,7 @@ class ClassificationMetrics:
             with_scores=self._with_scores,
             n_missing=self._n_missing,
             log_loss_sum=self._log_loss_sum,
+            log_loss_sq_sum=self._log_loss_sq_sum,
         )
 
     def from_state(self, state: bytes) -> ClassificationMetrics:
@@ -255,6 +260,7 @@ class ClassificationMetrics:
         out._with_scores = values["with_scores"]
         out._n_missing = values["n_missing"]
         out._log_loss_sum = values["log_loss_sum"]
+        out._log_loss_sq_sum = values["log_loss_sq_sum"]
         return out
 
     def _require_fitted(self) -> None:
@@ -266,19 +272,40 @@ class ClassificationMetrics:
         self._require_fitted()
         return self._confusion.copy()
 
-    def _auc_per_class(self) -> list[tuple[float, float]]:
-        """(AUC, error bound) of each class the ROC AUC averages over."""
+    def _auc_indices(self) -> list[int]:
+        """The classes the ROC AUC averages over (one-vs-rest)."""
         if len(self._classes) == 2:
             positive = self._positive_class or self._classes[1]
-            indices = [self._classes.index(positive)]
-        else:
-            n_pos = self._positive_hist.sum(axis=1)
-            n_neg = self._score_hist.sum(axis=1) - n_pos
-            indices = [int(c) for c in np.flatnonzero((n_pos > 0) & (n_neg > 0))]
+            return [self._classes.index(positive)]
+        n_pos = self._positive_hist.sum(axis=1)
+        n_neg = self._score_hist.sum(axis=1) - n_pos
+        return [int(c) for c in np.flatnonzero((n_pos > 0) & (n_neg > 0))]
+
+    def _auc_per_class(self) -> list[tuple[float, float]]:
+        """(AUC, error bound) of each class the ROC AUC averages over."""
         return [
             binned_roc_auc(self._positive_hist[c], self._score_hist[c] - self._positive_hist[c])
-            for c in indices
+            for c in self._auc_indices()
         ]
+
+    def auc_histograms(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per class the ROC AUC averages over (rows), the histograms of that class's score
+        on the `score_bins` bins over its positives and over its negatives; None without
+        scores. What a test of the AUC needs (`performance.tests.binned_auc_variance`)."""
+        self._require_fitted()
+        if not self._with_scores:
+            return None
+        indices = self._auc_indices()
+        positives = self._positive_hist[indices]
+        return positives.copy(), self._score_hist[indices] - positives
+
+    def log_loss_sums(self) -> tuple[float, float] | None:
+        """Sum and sum of squares of each evaluated row's cross-entropy (None without
+        scores): the mean is the log loss, and with the squares its variance."""
+        self._require_fitted()
+        if not self._with_scores:
+            return None
+        return self._log_loss_sum, self._log_loss_sq_sum
 
     def roc_auc_error_bound(self) -> float:
         """Worst-case |binned ROC AUC - exact ROC AUC|, macro-averaged like the AUC.

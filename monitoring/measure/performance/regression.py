@@ -82,6 +82,13 @@ def combine_moments(
     return n, mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n)
 
 
+def _moments_of(values: np.ndarray) -> tuple[int, float, float]:
+    """(count, mean, M2) of a non-empty array."""
+    mean = float(values.mean())
+    deviations = values - mean
+    return int(values.size), mean, float(deviations @ deviations)
+
+
 class RegressionMetrics:
     """MAE, RMSE, R^2 and MAPE over many chunks, in constant memory.
 
@@ -106,6 +113,9 @@ class RegressionMetrics:
         self._ape_sum = 0.0
         self._ape_count = 0
         self._ape_excluded = 0
+        # (count, mean, M2) of each row's |e| and e^2: their variances, for tests
+        self._abs_moments: tuple[int, float, float] = (0, 0.0, 0.0)
+        self._sq_moments: tuple[int, float, float] = (0, 0.0, 0.0)
 
     def update(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> None:
         """Add one chunk; a rejected chunk leaves the accumulator unchanged."""
@@ -118,8 +128,11 @@ class RegressionMetrics:
         if y.size == 0:
             return
         err = np.abs(y - yhat)
+        squared = err * err
         self._abs_sum += float(err.sum())
-        self._sq_sum += float((err * err).sum())
+        self._sq_sum += float(squared.sum())
+        self._abs_moments = combine_moments(self._abs_moments, _moments_of(err))
+        self._sq_moments = combine_moments(self._sq_moments, _moments_of(squared))
         if self._shift is None:
             self._shift = float(y[0])
         centred = y - self._shift
@@ -141,6 +154,8 @@ class RegressionMetrics:
         out._ape_sum = self._ape_sum + other._ape_sum
         out._ape_count = self._ape_count + other._ape_count
         out._ape_excluded = self._ape_excluded + other._ape_excluded
+        out._abs_moments = combine_moments(self._abs_moments, other._abs_moments)
+        out._sq_moments = combine_moments(self._sq_moments, other._sq_moments)
         out._shift = self._shift if self._shift is not None else other._shift
         n_b, mean_b, m2_b = other._moments
         if other._shift is not None and out._shift is not None:
@@ -160,6 +175,8 @@ class RegressionMetrics:
             ape_sum=self._ape_sum,
             ape_count=self._ape_count,
             ape_excluded=self._ape_excluded,
+            abs_moments=list(self._abs_moments),
+            sq_moments=list(self._sq_moments),
         )
 
     def from_state(self, state: bytes) -> RegressionMetrics:
@@ -172,7 +189,16 @@ class RegressionMetrics:
         out._moments = (n, mean, m2)
         out._ape_sum, out._ape_count = values["ape_sum"], values["ape_count"]
         out._ape_excluded = values["ape_excluded"]
+        out._abs_moments = tuple(values["abs_moments"])  # type: ignore[assignment]
+        out._sq_moments = tuple(values["sq_moments"])  # type: ignore[assignment]
         return out
+
+    def error_moments(self) -> dict[str, tuple[int, float, float]]:
+        """(count, mean, M2) of each evaluated row's absolute error (`mae`) and squared
+        error (`mse`): what a test of MAE or RMSE needs."""
+        if not self._fitted:
+            raise NotFittedError("call update() with at least one chunk first")
+        return {"mae": self._abs_moments, "mse": self._sq_moments}
 
     def result(self) -> dict[str, float]:
         """The metrics of every row seen so far (see the class docstring)."""
