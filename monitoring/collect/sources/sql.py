@@ -6,11 +6,21 @@ against each other before any connection is made. Rows are fetched ``chunk_size`
 time from a server-side cursor where the dialect has one (``stream_results``), so memory
 holds one chunk whatever the size of the result.
 
+Read-only: a query that is not one read statement (SELECT, WITH ... SELECT, VALUES) is
+refused when the source is built, before any connection (`sql_statement`), and each pass
+runs on a connection that the database itself keeps from writing (`read_only`: SQLite
+``PRAGMA query_only``, a PostgreSQL read-only transaction), undone after the pass.
+
+Secrets: the URL is only ever shown masked (`monitoring.core.masking`), in
+``describe()`` (logged to MLflow) and in every error, whose driver text is scrubbed of the
+password and secret query values too.
+
 Ownership: a URL gets its own engine, disposed at the end of each pass; an Engine passed
 in lends a connection that the pass closes (the engine stays untouched); a Connection
 passed in is used as is and never closed, and its execution options are left alone (the
 streaming options go on the statement, because ``Connection.execution_options()`` changes
-a connection in place in SQLAlchemy 2).
+a connection in place in SQLAlchemy 2); its read-only setting lasts for the pass only (a
+savepoint or a transaction the pass rolls back, ``PRAGMA query_only`` put back).
 """
 
 from __future__ import annotations
@@ -21,6 +31,9 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from monitoring.collect.sources.base import DEFAULT_CHUNK_SIZE, check_chunk_size
+from monitoring.collect.sources.read_only import read_only
+from monitoring.collect.sources.sql_statement import check_read_statement
+from monitoring.core.masking import mask_url, scrub, url_secrets
 from monitoring.errors import DatabaseUnreachableError, QueryParameterError, SourceError
 
 if TYPE_CHECKING:
@@ -29,8 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlSource", "mask_url", "parse_params", "query_placeholders"]
 
-_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<password>[^/\s]*)@")
-_QUERY_PASSWORD = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd)=)[^&;\s]*")
 _FIRST_TABLE = re.compile(
     r"\b(?:from|join)\s+((?:\"[^\"]+\"|[A-Za-z_][\w$]*)(?:\s*\.\s*(?:\"[^\"]+\"|[A-Za-z_][\w$]*))*)",
     re.IGNORECASE,
@@ -38,29 +49,6 @@ _FIRST_TABLE = re.compile(
 _KEY = re.compile(r"[A-Za-z_]\w*")
 _INT = re.compile(r"[+-]?(?:0|[1-9]\d*)")
 _FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
-# Passwords shorter than this are not searched for in driver messages: replacing every
-# occurrence of a one- or two-letter string would garble the message, and such passwords
-# only exist in toy set-ups. Passwords inside URLs are masked whatever their length.
-_MIN_SCRUBBED_PASSWORD = 4
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``.
-
-    Works on SQLAlchemy URLs (rendered with ``hide_password=True``) and, as a fallback,
-    on any text holding ``scheme://user:password@host`` or ``?password=...``.
-    """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        text = make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError, TypeError):
-        text = url
-    text = _USERINFO.sub(r"\g<head>:***@", text)
-    return _QUERY_PASSWORD.sub(r"\g<key>***", text)
-
-
 def query_placeholders(query: str) -> tuple[str, ...]:
     """The ``:name`` placeholders of ``query``, in order of first appearance."""
     from sqlalchemy import text
@@ -145,10 +133,10 @@ class SqlSource:
         if isinstance(url_or_connectable, str | URL):
             try:
                 self._url = make_url(url_or_connectable)
-            except ArgumentError as exc:
+            except ArgumentError:
                 raise SourceError(
                     f"not a database URL: {mask_url(str(url_or_connectable))}"
-                ) from exc
+                ) from None
             self._bind: Engine | Connection | None = None
         elif isinstance(url_or_connectable, Engine | Connection):
             self._url = url_or_connectable.engine.url
@@ -162,9 +150,12 @@ class SqlSource:
             raise SourceError("the SQL query is empty")
         self._query = query.strip()
         self._params = dict(params or {})
+        check_read_statement(self._query, self._url.get_backend_name())
         _check_params(self._query, self._params)
         self._name = name or f"sql:{_table_name(self._query)}"
-        self._masked_url = self._url.render_as_string(hide_password=True)
+        plain_url = self._url.render_as_string(hide_password=False)
+        self._masked_url = mask_url(plain_url)
+        self._secrets = url_secrets(plain_url)
         # A pass opens its own connection unless one was lent: only then may it run in
         # another thread than the caller's (a Connection belongs to its thread).
         self.read_ahead = not isinstance(self._bind, Connection)
@@ -200,11 +191,12 @@ class SqlSource:
         )
         with ExitStack() as stack:
             connection = self._connect(stack)
+            stack.enter_context(read_only(connection, self._masked_url))
             try:
                 result = connection.execute(statement, self._params)
             except SQLAlchemyError as exc:
                 raise self._query_error(exc) from exc
-            stack.callback(result.close)
+            stack.callback(result.close)  # before the read-only scope ends
             if not result.returns_rows:
                 raise SourceError(
                     f"the query on {self._masked_url} returned no result set; "
@@ -257,9 +249,5 @@ class SqlSource:
         return SourceError(f"query failed on {self._masked_url}: {self._scrub(orig)}")
 
     def _scrub(self, error: BaseException | Any) -> str:
-        """The error's message, with any password masked."""
-        message = mask_url(str(error).strip())
-        password = self._url.password
-        if password and len(password) >= _MIN_SCRUBBED_PASSWORD:
-            message = message.replace(password, "***")
-        return message
+        """The error's message, with any password or secret of the URL masked."""
+        return scrub(str(error).strip(), self._secrets)
