@@ -125,8 +125,8 @@ def test_identical_distributions_reject_at_about_alpha():
         ]
     )
     assert np.all((p_values > 0.0) & (p_values <= 1.0))
-    assert p_values.min() >= 1.0 / (1 + permutations)
-    # A permutation test rejects (p <= alpha) with probability at most alpha under H0.
+    # The fitted permutation null rejects (p <= alpha) with probability about alpha under H0
+    # (tests/test_mmd_null.py measures it).
     bound = stats.binom.ppf(0.999, repetitions, ALPHA)
     assert np.count_nonzero(p_values <= ALPHA) <= bound
 
