@@ -36,6 +36,14 @@ def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _outbox(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own outbox (never the user's cache); subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("outbox")
+    monkeypatch.setenv("MONITORING_OUTBOX", str(folder))
+    return folder
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite tracking store, for clients and MLflow's fluent API alike; cwd moves

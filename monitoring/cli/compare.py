@@ -25,7 +25,7 @@ from monitoring.cli.options import handle_errors, split_list
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Folder for trend.csv, summary.csv, alerts.csv, differences.csv and plots.",
+    help="Folder for trend.csv, summary.csv, alerts.csv, differences.csv, findings.csv and plots.",
 )
 @click.option(
     "--format",
@@ -81,6 +81,12 @@ def compare_command(
         click.echo(
             f"alert: version {version}: {rule} from batch "
             f"{part.sort_values('batch_seq')['batch_id'].iloc[0]}",
+            err=True,
+        )
+    for finding in result.findings.itertuples():
+        click.echo(
+            f"degraded: version {finding.model_version}, batch {finding.batch_id}: "
+            f"{finding.reason}",
             err=True,
         )
     if out:

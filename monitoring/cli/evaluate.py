@@ -87,7 +87,7 @@ def evaluate(
 ) -> None:
     """Evaluate the batch SOURCE (file, folder or database URL) into one MLflow run."""
     from monitoring.collect.sources import parse_params
-    from monitoring.track.description import terminal_table
+    from monitoring.track.description import degraded_lines, terminal_table
     from monitoring.track.pipeline import evaluate_and_log
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
@@ -116,6 +116,8 @@ def evaluate(
     if report.performance:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in report.performance.items())
         click.echo(f"performance: {shown}")
+    for line in degraded_lines(report):
+        click.echo(f"degraded: {line}")
     click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
     click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
     click.echo(f"browse: mlflow ui --backend-store-uri {logged.tracking_uri}")

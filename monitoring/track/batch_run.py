@@ -91,6 +91,13 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
         out["drift/dataset/target_drift"] = float(report.target_drift)
     for name, value in report.performance.items():
         out[f"perf/{name}"] = value
+    for t in report.performance_tests:  # against the reference's own performance
+        prefix = f"perf/{t.metric}"
+        out[f"{prefix}_reference"], out[f"{prefix}_drop"] = t.reference, t.drop
+        out[f"{prefix}_pvalue"], out[f"{prefix}_adjusted_pvalue"] = t.p_value, t.adjusted_p_value
+        out[f"{prefix}_degraded"] = float(t.flagged)
+    if report.performance_tests:
+        out["perf/degraded"] = float(report.degraded)
     out["data/n_rows"] = float(report.n_rows)
     out["data/n_features"] = float(len(features))
     # Every feature has one cell per row, so the share of missing cells is the mean rate.

@@ -1,7 +1,7 @@
 """`monitoring compare`: trends across batches and model versions, read from MLflow.
 
     result = monitoring.compare("credit-default")
-    result.trend, result.summary, result.alerts, result.differences
+    result.trend, result.summary, result.alerts, result.differences, result.findings
 
 The tracking store is the memory: nothing else keeps state between batches.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ import pandas as pd
 from monitoring.core.alert_rules import DEFAULT_RULES, AlertRule, alert_series
 from monitoring.errors import NoRunsError
 from monitoring.track.trends import (
+    degradation_findings,
     filter_time,
     select_metrics,
     summarize,
@@ -35,7 +36,8 @@ ALERT_COLUMNS = ["model_version", "batch_id", "batch_seq", "rule", "metric", "al
 
 @dataclass(frozen=True)
 class Comparison:
-    """What `compare` found for one model."""
+    """What `compare` found for one model. `findings`: the batches whose performance was
+    significantly worse than the reference's, with the reason in words."""
 
     model_name: str
     metrics: tuple[str, ...]
@@ -44,6 +46,7 @@ class Comparison:
     alerts: pd.DataFrame
     differences: pd.DataFrame
     rules: tuple[AlertRule, ...]
+    findings: pd.DataFrame = field(default_factory=lambda: degradation_findings(pd.DataFrame()))
 
 
 def rule_name(rule: AlertRule) -> str:
@@ -99,6 +102,7 @@ def build_comparison(
         alerts=alerts,
         differences=version_differences(trend, chosen),
         rules=tuple(rules),
+        findings=degradation_findings(kept),
     )
 
 
@@ -165,7 +169,8 @@ def render(comparison: Comparison, fmt: str) -> str:
 
 
 def write_outputs(comparison: Comparison, out_dir: str | Path) -> list[Path]:
-    """trend.csv, summary.csv, alerts.csv, differences.csv and the plots, into `out_dir`."""
+    """trend.csv, summary.csv, alerts.csv, differences.csv, findings.csv and the plots,
+    into `out_dir`."""
     from monitoring.track.comparison_plots import save_comparison_plots
 
     folder = Path(out_dir)
@@ -176,6 +181,7 @@ def write_outputs(comparison: Comparison, out_dir: str | Path) -> list[Path]:
         ("summary", comparison.summary),
         ("alerts", comparison.alerts),
         ("differences", comparison.differences),
+        ("findings", comparison.findings),
     ):
         path = folder / f"{name}.csv"
         frame.to_csv(path, index=False)

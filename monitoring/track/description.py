@@ -49,6 +49,30 @@ def terminal_table(report: BatchReport) -> str:
     return "\n".join([text, *dataset_lines(report)])
 
 
+def degraded_lines(report: BatchReport) -> list[str]:
+    """One line per performance metric significantly worse than the reference's, e.g.
+    `accuracy 0.59 against 0.74 on the reference, drop 0.15, p < 1e-50`."""
+    return [t.reason for t in report.performance_tests if t.flagged]
+
+
+def performance_table(report: BatchReport) -> list[str]:
+    """The tests against the reference's performance as Markdown table lines (none
+    without tests)."""
+    if not report.performance_tests:
+        return []
+    lines = [
+        "| metric | batch | reference | drop | adjusted p | minimum drop | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in report.performance_tests:
+        verdict = "**DEGRADED**" if t.flagged else "ok"
+        lines.append(
+            f"| {t.metric} | {t.value:.4g} | {t.reference:.4g} | {t.drop:.3g} | "
+            f"{t.adjusted_p_value:.3g} | {t.min_drop:.3g} | {verdict} |"
+        )
+    return ["", *lines]
+
+
 def markdown_summary(report: BatchReport, *, title: str) -> str:
     """The run description (`mlflow.note.content`)."""
     features = [c for c in report.columns if c.role == FEATURE]
@@ -73,10 +97,13 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
             f"{k} {v:.4g}" for k, v in report.performance.items() if not k.startswith("n_")
         )
         lines.append(f"- Performance: {shown}")
+    for line in degraded_lines(report):
+        lines.append(f"- **Performance degraded**: {line}")
     for line in dataset_lines(report):
         lines.append(f"- Multivariate {line}")
     for warning in report.warnings:
         lines.append(f"- ⚠ {warning}")
+    lines += performance_table(report)
     lines += [
         "",
         "| column | role | method | statistic | threshold | adjusted p | effect | verdict |",

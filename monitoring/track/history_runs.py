@@ -20,7 +20,12 @@ import pandas as pd
 from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
 from monitoring.track.history import read_batch_runs
-from monitoring.track.trends import DATASET_PREFIX, PERF_PREFIX, decision_metrics, order_batches
+from monitoring.track.trends import (
+    DATASET_PREFIX,
+    decision_metrics,
+    is_performance_key,
+    order_batches,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,11 +45,7 @@ def history_keys(runs: pd.DataFrame) -> list[str]:
     """Key figures drawn over batches: batch-level drift, performance, each feature's
     decision statistic, and the row count."""
     keys = [c for c in runs.columns if str(c).startswith(DATASET_PREFIX)]
-    keys += [
-        c
-        for c in runs.columns
-        if str(c).startswith(PERF_PREFIX) and not str(c).startswith(f"{PERF_PREFIX}n_")
-    ]
+    keys += [c for c in runs.columns if is_performance_key(c)]
     keys += decision_metrics(runs, drifted_only=False)
     keys += [c for c in ("data/n_rows",) if c in runs.columns]
     return keys

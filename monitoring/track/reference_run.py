@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -68,12 +69,13 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
                 "",
                 f"{reference.n_rows} rows from `{reference.source}`",
                 "",
+                *_performance_line(reference),
                 *[f"- {n}" for n in reference.notes],
             ]
         )
         client.log_batch(
             run_id,
-            metrics=[Metric("data/n_rows", reference.n_rows, 0, 0)],
+            metrics=[Metric("data/n_rows", reference.n_rows, 0, 0)] + _performance(reference),
             params=params,
             tags=[
                 RunTag(tags.NOTE, note),
@@ -87,6 +89,25 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
         raise TrackingError(f"logging reference {reference.id} failed: {error}") from error
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _performance(reference: Reference) -> list:
+    """The reference's own performance as `perf/<metric>` (what batches are tested against)."""
+    from mlflow.entities import Metric
+
+    if reference.performance is None:
+        return []
+    found = reference.performance.metrics.items()
+    return [Metric(f"perf/{k}", float(v), 0, 0) for k, v in found if math.isfinite(v)]
+
+
+def _performance_line(reference: Reference) -> list[str]:
+    if reference.performance is None:
+        return []
+    shown = ", ".join(
+        f"{k} {v:.4g}" for k, v in reference.performance.metrics.items() if not k.startswith("n_")
+    )
+    return [f"Its own performance, which batches are tested against: {shown}", ""]
 
 
 def load_reference(client: MlflowClient, reference_id: str) -> Reference:

@@ -14,11 +14,16 @@ import numpy as np
 import pandas as pd
 
 from monitoring.errors import ConfigError
+from monitoring.measure.performance.tests import reason_text
 
 ID_COLUMNS = ["model_version", "batch_id", "batch_seq", "batch_time", "status", "run_id"]
 DATASET_PREFIX = "drift/dataset/"
 PERF_PREFIX = "perf/"
 DRIFT_FLAG = "drift/dataset/drift"
+DEGRADED_FLAG = "perf/degraded"
+# Per-metric figures of the tests against the reference (`perf/<metric>_<suffix>`): in the
+# runs and the findings, not among the default metrics followed over batches.
+PERF_TEST_SUFFIXES = ("_reference", "_drop", "_pvalue", "_adjusted_pvalue", "_degraded")
 _DECISION = re.compile(r"^drift/(?P<feature>.+)/(?P<method>[^/]+)_threshold$")
 
 
@@ -61,15 +66,46 @@ def decision_metrics(runs: pd.DataFrame, *, drifted_only: bool = True) -> list[s
     return sorted(k for k in keys if k in runs)
 
 
+def is_performance_key(key: object) -> bool:
+    """A performance metric followed over batches: `perf/<metric>` and `perf/degraded`, not
+    the row counts (`perf/n_*`) nor each test's figures (`PERF_TEST_SUFFIXES`)."""
+    name = str(key)
+    if not name.startswith(PERF_PREFIX) or name.startswith(f"{PERF_PREFIX}n_"):
+        return False
+    return name == DEGRADED_FLAG or not name.endswith(PERF_TEST_SUFFIXES)
+
+
 def default_metrics(runs: pd.DataFrame) -> list[str]:
-    """Batch-level drift figures, the chief statistic of drifted features, every perf/*."""
+    """Batch-level drift figures, the chief statistic of drifted features, every perf/*
+    (with `perf/degraded`, without each test's figures)."""
     dataset = sorted(c for c in runs.columns if str(c).startswith(DATASET_PREFIX))
-    perf = sorted(
-        c
-        for c in runs.columns
-        if str(c).startswith(PERF_PREFIX) and not str(c).startswith(f"{PERF_PREFIX}n_")
-    )
+    perf = sorted(c for c in runs.columns if is_performance_key(c))
     return dataset + decision_metrics(runs) + perf
+
+
+def degradation_findings(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per batch whose performance was significantly worse than the reference's:
+    model_version, batch_id, status and `reason` (the flagged metrics in words, read back
+    from `perf/<metric>`, `_reference`, `_drop` and `_adjusted_pvalue`)."""
+    columns = ["model_version", "batch_id", "status", "reason"]
+    flags = [str(c) for c in runs.columns if str(c).endswith("_degraded") and c != DEGRADED_FLAG]
+    if not flags:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for _, run in order_batches(runs).iterrows():
+        reasons = []
+        for flag in flags:
+            if not run.get(flag, 0.0) > 0:
+                continue
+            key = flag.removesuffix("_degraded")
+            suffixes = ("", "_reference", "_drop", "_adjusted_pvalue")
+            figures = [run.get(f"{key}{suffix}") for suffix in suffixes]
+            if all(pd.notna(v) for v in figures):
+                metric = key.removeprefix(PERF_PREFIX)
+                reasons.append(reason_text(metric, *(float(v) for v in figures)))
+        if reasons:
+            rows.append([run["model_version"], run["batch_id"], run["status"], "; ".join(reasons)])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def select_metrics(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:

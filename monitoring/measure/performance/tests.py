@@ -43,6 +43,7 @@ __all__ = [
     "mean_rise_pvalue",
     "p_text",
     "performance_tests",
+    "reason_text",
     "z_pvalue",
 ]
 
@@ -198,11 +199,18 @@ class PerformanceTest:
     @property
     def reason(self) -> str:
         """E.g. `accuracy 0.59 against 0.74 on the reference, drop 0.15, p < 1e-50`."""
-        word = "drop" if PERFORMANCE_METRICS[self.metric][0] else "rise"
-        return (
-            f"{self.metric} {self.value:.3g} against {self.reference:.3g} on the reference, "
-            f"{word} {self.drop:.3g}, {p_text(self.adjusted_p_value)}"
+        return reason_text(
+            self.metric, self.value, self.reference, self.drop, self.adjusted_p_value
         )
+
+
+def reason_text(metric: str, value: float, reference: float, drop: float, p_value: float) -> str:
+    """A performance test in words (`PerformanceTest.reason`), also from logged metrics."""
+    higher_is_better = PERFORMANCE_METRICS[metric][0] if metric in PERFORMANCE_METRICS else True
+    return (
+        f"{metric} {value:.3g} against {reference:.3g} on the reference, "
+        f"{'drop' if higher_is_better else 'rise'} {drop:.3g}, {p_text(p_value)}"
+    )
 
 
 def _raw_test(
