@@ -13,17 +13,24 @@ import click
 from monitoring.cli.options import (
     EXIT_ALERT,
     EXIT_DRIFT,
+    SOURCE_HELP,
     blank_option,
     build_config,
+    database_source,
     handle_errors,
     progress_printer,
     role_options,
+    source_argument,
     source_options,
 )
 
 
-@click.command()
-@click.argument("source")
+@click.command(
+    help=f"""Evaluate the batch SOURCE into one MLflow run.
+
+{SOURCE_HELP}"""
+)
+@source_argument
 @click.option(
     "--reference",
     required=True,
@@ -70,7 +77,7 @@ from monitoring.cli.options import (
 @role_options
 @handle_errors
 def evaluate(
-    source: str,
+    source: str | None,
     reference: str,
     batch_id: str | None,
     model_name: str | None,
@@ -85,14 +92,14 @@ def evaluate(
     config_path: str | None,
     **roles: str | None,
 ) -> None:
-    """Evaluate the batch SOURCE (file, folder or database URL) into one MLflow run."""
-    from monitoring.collect.sources import parse_params
+    """Evaluate the batch SOURCE into one MLflow run (the help text is `help=` above)."""
+    from monitoring.collect.sources import mask_url, parse_params
     from monitoring.track.description import degraded_lines, terminal_table
     from monitoring.track.pipeline import evaluate_and_log
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
     logged = evaluate_and_log(
-        source,
+        database_source(source),
         reference=reference,
         config=config,
         batch_id=batch_id,
@@ -120,7 +127,11 @@ def evaluate(
         click.echo(f"degraded: {line}")
     click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
     click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
-    click.echo(f"browse: mlflow ui --backend-store-uri {logged.tracking_uri}")
+    store = mask_url(logged.tracking_uri)  # a database URL may carry a password
+    if store.startswith(("http://", "https://")):
+        click.echo(f"browse: {store}")
+    else:
+        click.echo(f"browse: mlflow ui --backend-store-uri {store}")
     if report.alerts:
         click.echo(f"alert: {', '.join(report.alerts)}")
     if fail_on_alert and report.alerts:

@@ -9,15 +9,23 @@ import sys
 
 import click
 
-from monitoring.cli.options import handle_errors, progress_printer, source_options
+from monitoring.cli.options import (
+    DB_URL_ENV,
+    FROM_ENV,
+    blank_option,
+    database_source,
+    handle_errors,
+    progress_printer,
+    source_options,
+)
 
 
 @click.command()
 @click.option(
     "--db-url",
-    required=True,
-    envvar="MONITORING_DB_URL",
-    help="SQLAlchemy URL (or set MONITORING_DB_URL, to keep passwords off the command line).",
+    callback=blank_option,
+    help=f"SQLAlchemy URL; omit it (or write {FROM_ENV}) to read it from {DB_URL_ENV}, "
+    "which keeps the password off the command line.",
 )
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="Output file: .csv or .parquet."
@@ -26,7 +34,7 @@ from monitoring.cli.options import handle_errors, progress_printer, source_optio
 @source_options
 @handle_errors
 def fetch(
-    db_url: str, out: str, chunk_size: int, query: str | None, params: tuple[str, ...]
+    db_url: str | None, out: str, chunk_size: int, query: str | None, params: tuple[str, ...]
 ) -> None:
     """Export a SQL query to a CSV or Parquet file, in chunks."""
     from monitoring.collect.export import export_source
@@ -35,7 +43,7 @@ def fetch(
 
     if not query:
         raise SourceError("fetch needs --query")
-    source = SqlSource(db_url, query, parse_params(params))
+    source = SqlSource(database_source(db_url, what="--db-url"), query, parse_params(params))
     summary = export_source(source, out, chunk_size=chunk_size, progress=progress_printer("fetch"))
     if sys.stderr.isatty():
         click.echo("", err=True)

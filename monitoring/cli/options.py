@@ -4,11 +4,18 @@ the source and column-role options and the config they build.
 Exit codes: 0 done; 1 a monitoring error (bad input, unreachable store, ...), printed as
 one line; 2 a usage error (click); 3 the batch drifted and `--fail-on-drift` was given;
 4 an alert rule fired at the batch and `--fail-on-alert` was given.
+
+Database URLs: every command that reads a database takes its URL from MONITORING_DB_URL
+when the SOURCE argument (`--db-url` for `fetch`) is omitted, empty (an unset MLproject
+parameter) or the literal `env:MONITORING_DB_URL`, so that a password never reaches the
+command line, the process list or an MLflow param. Every message printed goes through
+`monitoring.core.masking` first.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,11 +23,22 @@ from typing import Any
 
 import click
 
-from monitoring.errors import MonitoringError
+from monitoring.core.masking import mask_secrets, url_secrets
+from monitoring.errors import MonitoringError, SourceError
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 3
 EXIT_ALERT = 4
+
+
+DB_URL_ENV = "MONITORING_DB_URL"
+"""The environment variable that holds the database URL (with its password)."""
+FROM_ENV = f"env:{DB_URL_ENV}"
+"""What to write for SOURCE to read the database URL from DB_URL_ENV explicitly."""
+SOURCE_HELP = (
+    f"SOURCE is a file, a folder or a database URL; omit it (or write {FROM_ENV}) to read the "
+    f"database URL from {DB_URL_ENV}, which keeps its password off the command line."
+)
 
 
 def split_list(value: str | None) -> tuple[str, ...] | None:
@@ -48,10 +66,36 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except MonitoringError as error:
-            click.echo(f"error: {' '.join(str(error).split())}", err=True)
+            click.echo(f"error: {mask_secrets(' '.join(str(error).split()))}", err=True)
             sys.exit(EXIT_ERROR)
 
     return wrapper
+
+
+def source_argument(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The optional SOURCE argument of the commands that read a batch or a reference."""
+    return click.argument("source", required=False, default=None, metavar="[SOURCE]")(command)
+
+
+def database_source(given: str | None, *, what: str = "SOURCE") -> str:
+    """The source a command reads: ``given``, or the URL in MONITORING_DB_URL when
+    ``given`` is omitted, empty or `env:MONITORING_DB_URL`. A URL given on the command
+    line with a password still works, with a warning on stderr."""
+    if not given or given.strip() == FROM_ENV:
+        url = os.environ.get(DB_URL_ENV, "").strip()
+        if not url:
+            raise SourceError(
+                f"no {what} given and {DB_URL_ENV} is not set: give a file, folder or "
+                f"database URL, or set {DB_URL_ENV} to the database URL"
+            )
+        return url
+    if url_secrets(given):
+        click.echo(
+            f"warning: {what} holds a password, which the process list shows and "
+            f"`mlflow run` logs as a param; put the URL in {DB_URL_ENV} and omit {what}",
+            err=True,
+        )
+    return given
 
 
 def progress_printer(label: str) -> Callable[[int], None] | None:

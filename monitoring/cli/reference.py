@@ -9,7 +9,15 @@ import os
 
 import click
 
-from monitoring.cli.options import build_config, handle_errors, role_options, source_options
+from monitoring.cli.options import (
+    SOURCE_HELP,
+    build_config,
+    database_source,
+    handle_errors,
+    role_options,
+    source_argument,
+    source_options,
+)
 
 
 @click.group()
@@ -17,25 +25,32 @@ def reference() -> None:
     """Fit and store references."""
 
 
-@reference.command("fit")
-@click.argument("source")
+@reference.command(
+    "fit",
+    help=f"""Fit a reference from SOURCE, log it to MLflow and print its id.
+
+{SOURCE_HELP}""",
+)
+@source_argument
 @source_options
 @role_options
 @handle_errors
 def reference_fit(
-    source: str,
+    source: str | None,
     query: str | None,
     params: tuple[str, ...],
     config_path: str | None,
     **roles: str | None,
 ) -> None:
-    """Fit a reference from SOURCE, log it to MLflow and print its id."""
+    """Fit a reference from SOURCE, log it to MLflow and print its id (help: above)."""
     from monitoring.collect.sources import parse_params
     from monitoring.evaluation.fit import fit_reference
     from monitoring.track import log_reference, make_client
 
     config = build_config(config_path, **roles)
-    fitted = fit_reference(source, config=config, query=query, params=parse_params(params))
+    fitted = fit_reference(
+        database_source(source), config=config, query=query, params=parse_params(params)
+    )
     client = make_client(config.tracking.uri)
     run_id = log_reference(client, fitted, run_id=os.environ.get("MLFLOW_RUN_ID"))
     for note in fitted.notes:

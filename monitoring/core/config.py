@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.core.alert_rules import DEFAULT_RULES, AlertRule, rules_from_config
+from monitoring.core.masking import mask_secrets
 from monitoring.core.performance_config import PerformanceConfig
 from monitoring.core.validation import check_fraction, check_int, setting_error
 from monitoring.errors import ConfigError
@@ -266,7 +267,8 @@ class MonitoringConfig:
         return dataclasses.replace(self, **{section: updated})
 
     def flat(self) -> dict[str, str]:
-        """The effective configuration as `section.key` -> string, for MLflow params."""
+        """The effective configuration as `section.key` -> string, for MLflow params;
+        a password in a value (a `tracking.uri` with user info) is masked."""
         out: dict[str, str] = {}
         for section in dataclasses.fields(self):
             for item in dataclasses.fields(getattr(self, section.name)):
@@ -275,7 +277,7 @@ class MonitoringConfig:
                     value = ",".join(map(str, value))
                 elif isinstance(value, Mapping):
                     value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
-                out[f"{section.name}.{item.name}"] = str(value)
+                out[f"{section.name}.{item.name}"] = mask_secrets(str(value))
         return out
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from monitoring.core.config import MonitoringConfig, SchemaConfig, TrackingConfig
+from monitoring.core.masking import mask_url
 from monitoring.demo.data import (
     DEMO_FEATURES_CATEGORICAL,
     DEMO_FEATURES_NUMERIC,
@@ -82,7 +83,7 @@ def run_demo(
     folder.mkdir(parents=True, exist_ok=True)
     config = demo_config()
     client = make_client(config.tracking.uri)
-    echo(f"tracking store: {client.tracking_uri}")
+    echo(f"tracking store: {mask_url(client.tracking_uri)}")
 
     training = generate_frame(20_000, start=START - timedelta(days=60), days=59, seed=1)
     model = train_classifier(
@@ -154,5 +155,5 @@ def run_demo(
     echo(table.drop(columns="run_id").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     echo("")
     echo(f"done in {time.perf_counter() - started:.1f} s; experiment 'monitoring-{MODEL_NAME}'")
-    echo(f"open the MLflow UI: mlflow ui --backend-store-uri {client.tracking_uri}")
+    echo(f"open the MLflow UI: mlflow ui --backend-store-uri {mask_url(client.tracking_uri)}")
     return table
