@@ -199,7 +199,7 @@ def test_hand_computed_tiny_profiles():
     np.testing.assert_allclose(fitted.contributions(rows)["c"], s_c, rtol=0, atol=1e-12)
     np.testing.assert_allclose(fitted.score(rows), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(
-        (fitted.threshold, fitted.max_threshold),
+        (fitted.threshold, fitted.extreme_threshold),
         flag_thresholds(np.column_stack([s_x, s_c]), 0.5),
         rtol=0,
         atol=1e-12,
@@ -263,18 +263,19 @@ def test_invalid_calibration_settings_are_refused(profiles, settings, rows, erro
         fit_anomaly_model(profiles, make_rows(rows, seed=9), **settings)
 
 
-def test_flag_thresholds_flag_the_rate_and_a_single_extreme_feature():
-    """Hand case: 20 rows, 2 features, flag 10% = 2 rows. The largest single surprise's
-    95% quantile (linear) sits between 3.0 and 9.0; one row passes it. The sum threshold
-    then flags the one other row with the highest sum (1.9 + 1.9), not the 9.0 row again."""
-    matrix = np.zeros((20, 2))
-    matrix[0] = [9.0, -5.0]  # one extreme feature, an ordinary sum (4.0)
-    matrix[1] = [1.9, 1.9]  # no extreme feature, the highest other sum (3.8)
-    matrix[2] = [3.0, 0.0]
-    threshold, max_threshold = flag_thresholds(matrix, 0.1)
-    assert 3.0 < max_threshold < 9.0
-    assert 3.0 <= threshold < 3.8
-    model = AnomalyModel((), threshold, 0.1, 20, 0.5, 0.1, max_threshold=max_threshold)
+def test_flag_thresholds_flag_the_rate_and_an_extreme_pair_of_features():
+    """Hand case: 20 rows, 3 features, flag 10% = 2 rows. Row 0's two largest surprises sum
+    to 9.0 (its whole sum is 4.0); the extreme sums' 95% quantile (linear) sits between
+    3.0 and 9.0, so row 0 alone passes it. The sum threshold then flags the one other row
+    with the highest sum (row 1: 1.9 x 3 = 5.7), not row 0 again."""
+    matrix = np.zeros((20, 3))
+    matrix[0] = [5.0, 4.0, -5.0]
+    matrix[1] = [1.9, 1.9, 1.9]
+    matrix[2] = [3.0, 0.0, 0.0]
+    threshold, extreme_threshold = flag_thresholds(matrix, 0.1)
+    assert 3.8 < extreme_threshold < 9.0
+    assert 3.0 <= threshold < 5.7
+    model = AnomalyModel((), threshold, 0.1, 20, 0.5, 0.1, extreme_threshold=extreme_threshold)
     _, flags = model.assess_matrix(matrix)
     np.testing.assert_array_equal(np.flatnonzero(flags), [0, 1])
 

@@ -190,12 +190,20 @@ def test_correlation_change_is_found_only_by_the_multivariate_test(reference):
     assert report.dataset_drift and report.status == "drift"
 
 
-def test_missing_rate_drift_needs_a_significant_and_large_change(reference):
+def test_a_missing_rate_change_is_data_quality_when_significant_and_large(reference):
+    """30% missing against none is a quality finding, not drift (its rows are anomalous
+    too: the reference never misses x1); 2% is too small to matter
+    (drift.missing_rate_threshold 0.1) however significant."""
     rng = np.random.default_rng(4)
     report = monitoring.evaluate(_frame(3_000, rng, missing=0.3), reference)
-    assert report.drifted_features == ["x1"]
+    assert report.drifted_features == []
+    found = {(q.feature, q.check) for q in report.quality_findings}
+    assert found == {("x1", "missing"), ("dataset", "anomalous_rows")}
+    assert report.status == "quality"
     small = monitoring.evaluate(_frame(3_000, rng, missing=0.02), reference)
-    assert "x1" not in small.drifted_features
+    check = next(q for q in small.quality if (q.feature, q.check) == ("x1", "missing"))
+    assert check.adjusted_p_value < 1e-50 and not check.flagged
+    assert check.reason.endswith("significant but too small to matter")
 
 
 def test_fixed_mode_keeps_the_rule_of_thumb(reference):

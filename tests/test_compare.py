@@ -3,6 +3,7 @@ history parent runs. Against a local store and a real `mlflow server` (SQLite, P
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -12,11 +13,17 @@ from mlflow import MlflowClient
 from monitoring import ConfigError, MonitoringConfig, compare, evaluate_and_log, fit_reference
 from monitoring.cli.main import main
 from monitoring.cli.options import EXIT_ALERT
+from monitoring.core.alert_rules import DEFAULT_RULES
 from monitoring.core.config import EvaluationConfig
 from monitoring.errors import NoRunsError
 from monitoring.track.history_runs import find_history_run
 
 FAST = MonitoringConfig(evaluation=EvaluationConfig(plot_top_features=0))
+# The series below checks the drift rule alone: x shifted by 1.5 sd also lowers the macro
+# recall of the now rare class significantly (`degraded`), which the default performance
+# rule (2 of the last 3) would turn into an alert from batch 5.
+DRIFT_RULE = (DEFAULT_RULES[0],)
+DRIFT_ONLY = FAST.replace("alerts", rules=DRIFT_RULE)
 DRIFT_STARTS = 4  # batches 4, 5, ... are shifted: 3 of 3 drifted first holds at batch 6
 N_BATCHES = 7
 
@@ -26,7 +33,9 @@ def _batch(day: int, *, shift: float) -> pd.DataFrame:
     return frame.assign(timestamp=pd.Timestamp("2026-11-01") + pd.Timedelta(days=day))
 
 
-def _evaluate_series(reference, *, model_name="churn", version_label=None, days=N_BATCHES):
+def _evaluate_series(
+    reference, *, model_name="churn", version_label=None, days=N_BATCHES, config=DRIFT_ONLY
+):
     logged = []
     for day in range(1, days + 1):
         shift = 1.5 if day >= DRIFT_STARTS else 0.0
@@ -36,7 +45,7 @@ def _evaluate_series(reference, *, model_name="churn", version_label=None, days=
                 reference=reference,
                 batch_id=f"day-{day}",
                 model_name=model_name,
-                config=FAST,
+                config=config,
             )
         )
     return logged
@@ -55,7 +64,7 @@ def _check_series(uri: str, logged) -> None:
     expected_first = f"day-{DRIFT_STARTS + 2}"
     assert _alert_batches(logged) == [f"day-{d}" for d in range(DRIFT_STARTS + 2, N_BATCHES + 1)]
     assert [i.report.status for i in logged[: DRIFT_STARTS - 1]] == ["ok"] * (DRIFT_STARTS - 1)
-    result = compare("churn", client=MlflowClient(uri))
+    result = compare("churn", client=MlflowClient(uri), rules=DRIFT_RULE)
     assert list(result.trend["batch_id"]) == [f"day-{d}" for d in range(1, N_BATCHES + 1)]
     assert list(result.trend["batch_seq"]) == list(range(1, N_BATCHES + 1))
     fired = result.alerts[result.alerts["alert"]]
@@ -249,3 +258,37 @@ def test_unreachable_server_is_a_clear_error(monkeypatch):
     result = CliRunner().invoke(main, ["compare", "--model-name", "churn"])
     assert result.exit_code == 1
     assert "cannot be reached" in result.stderr
+
+
+def _flipped(day: int, share: float) -> pd.DataFrame:
+    """A reference-like batch whose labels are flipped on `share` of the rows: the inputs
+    do not move, the accuracy falls from 0.75 to about 0.62 at a share of 0.25."""
+    frame = _batch(day, shift=0.0)
+    flip = np.random.default_rng(day).random(len(frame)) < share
+    flipped = np.where(frame["label"] == "a", "b", "a")
+    return frame.assign(label=np.where(flip, flipped, frame["label"]))
+
+
+def test_degraded_batches_are_findings_with_their_reason_and_alert_2_of_3(tracking_uri, reference):
+    statuses = []
+    for day, share in ((1, 0.0), (2, 0.25), (3, 0.25)):
+        logged = evaluate_and_log(
+            _flipped(day, share),
+            reference=reference,
+            batch_id=f"day-{day}",
+            config=FAST,
+            model_name="churn",
+        )
+        statuses.append(logged.report.status)
+    assert statuses == ["ok", "degraded", "alert"]  # perf/degraded in 2 of the last 3
+    result = compare("churn", client=MlflowClient(tracking_uri))
+    assert list(result.findings["batch_id"]) == ["day-2", "day-3"]
+    assert result.findings["reason"].str.contains("accuracy 0.").all()
+    assert "on the reference, drop" in result.findings["reason"].iloc[0]
+    assert "perf/degraded" in result.metrics
+    perf = [m for m in result.metrics if m.startswith("perf/")]
+    assert not any(m.endswith(("_pvalue", "_reference", "_drop")) for m in perf)
+    cli = CliRunner().invoke(main, ["compare", "--model-name", "churn"])
+    assert cli.exit_code == 0, cli.output
+    assert "degraded: version none, batch day-2: accuracy" in cli.stderr
+    assert "alert: version none: perf/degraded > 0.5 in 2 of the last 3 batches" in cli.stderr

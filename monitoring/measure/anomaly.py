@@ -31,12 +31,13 @@ unseen bucket and "missing" of a categorical one:
 H_f is computed from the profile alone (bin counts; mean distances from `support`), exact
 when the profile's support holds every reference value (up to `drift.max_support`).
 
-A row is flagged anomalous when its score passes `threshold`, or when one feature's surprise
-alone passes `max_threshold`: a value far outside the reference on one feature among thirty
-ordinary ones is flagged, where the sum alone would drown it. Both thresholds are set on a
-random sample of reference rows so that together they flag flag_rate of them: the largest
-single surprise at its (1 - flag_rate / 2) quantile, then the sum so that the union flags
-flag_rate (`anomaly_fit.flag_thresholds`).
+A row is flagged anomalous when its score passes `threshold`, or when the sum of its
+EXTREME_FEATURES largest surprises passes `extreme_threshold`: a value far outside the
+reference on one or two features among thirty ordinary ones is flagged, where the sum of
+all thirty would drown it (a units bug divides a few correlated features at once). Both
+thresholds are set on a random sample of reference rows so that together they flag
+flag_rate of them: the extreme sum at its (1 - flag_rate / 2) quantile, then the whole sum
+so that the union flags flag_rate (`anomaly_fit.flag_thresholds`).
 
 This module holds the fitted model and scores and explains rows with it; fitting it from
 the reference profiles is `monitoring.measure.anomaly_fit`.
@@ -62,10 +63,20 @@ __all__ = [
     "categorical_surprisal",
     "numeric_surprisal",
     "surprise_matrix",
+    "surprise_matrix_of",
     "top_features",
 ]
 
-FORMAT_VERSION = 2  # 2: `max_threshold` (files of version 1 load with the sum alone)
+FORMAT_VERSION = 2  # 2: `extreme_threshold` (files of version 1 load with the sum alone)
+EXTREME_FEATURES = 2  # the largest surprises summed for the second flag rule
+
+
+def extreme_sums(matrix: np.ndarray) -> np.ndarray:
+    """Per row, the sum of its EXTREME_FEATURES largest surprises (all, with fewer)."""
+    k = min(EXTREME_FEATURES, matrix.shape[1])
+    if k == 0:
+        return np.zeros(matrix.shape[0])
+    return np.partition(matrix, matrix.shape[1] - k, axis=1)[:, -k:].sum(axis=1)
 _WHERE = "anomaly scoring"
 
 
@@ -163,6 +174,31 @@ def surprise_matrix(frame: pd.DataFrame, features: tuple[FeatureSurprise, ...]) 
     return out
 
 
+def surprise_matrix_of(
+    columns: Mapping[str, np.ndarray], features: tuple[FeatureSurprise, ...]
+) -> np.ndarray:
+    """`surprise_matrix` from values already read: per feature its float values (numeric,
+    NaN = missing) or its category codes over the same vocabulary (`columns.label_codes`:
+    unseen, then missing, last), as the streaming pass has them."""
+    rows = len(next(iter(columns.values()))) if columns else 0
+    out = np.empty((rows, len(features)))
+    for j, feature in enumerate(features):
+        found = columns[feature.column]
+        if isinstance(feature, NumericSurprise):
+            out[:, j] = numeric_surprisal(
+                found,
+                edges=feature.edges,
+                bin_surprisal=feature.bin_surprisal,
+                low_scale=feature.low_scale,
+                high_scale=feature.high_scale,
+                missing_surprisal=feature.missing_surprisal,
+            )
+        else:
+            out[:, j] = np.append(feature.surprisal, feature.missing_surprisal)[found]
+        out[:, j] -= feature.mean
+    return out
+
+
 def top_features(contributions: pd.DataFrame, *, k: int = 3) -> list[list[tuple[str, float]]]:
     """Per row, the k columns with the largest surprise, largest first (ties: column order)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -183,7 +219,7 @@ class AnomalyModel:
     sample_size: int
     smoothing: float
     min_scale: float
-    max_threshold: float = float("inf")  # one feature's surprise alone flags a row
+    extreme_threshold: float = float("inf")  # the largest surprises' sum alone flags a row
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -206,8 +242,8 @@ class AnomalyModel:
         """`assess` of a surprise matrix (rows x features, `surprise_matrix`)."""
         scores = matrix.sum(axis=1)
         flags = scores > self.threshold
-        if matrix.shape[1] and np.isfinite(self.max_threshold):
-            flags |= matrix.max(axis=1) > self.max_threshold
+        if np.isfinite(self.extreme_threshold):
+            flags |= extreme_sums(matrix) > self.extreme_threshold
         return scores, flags
 
     def explain(self, frame: pd.DataFrame, k: int = 3) -> list[str]:
@@ -238,7 +274,7 @@ class AnomalyModel:
             "sample_size": self.sample_size,
             "smoothing": self.smoothing,
             "min_scale": self.min_scale,
-            "max_threshold": self.max_threshold,
+            "extreme_threshold": self.extreme_threshold,
             "features": features,
         }
 
@@ -282,5 +318,5 @@ class AnomalyModel:
             sample_size=int(data["sample_size"]),
             smoothing=float(data["smoothing"]),
             min_scale=float(data["min_scale"]),
-            max_threshold=float(data.get("max_threshold", float("inf"))),
+            extreme_threshold=float(data.get("extreme_threshold", float("inf"))),
         )

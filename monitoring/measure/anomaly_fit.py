@@ -16,10 +16,12 @@ import pandas as pd
 
 from monitoring.errors import ConfigError, EmptyBatchError, InvalidValueError
 from monitoring.measure.anomaly import (
+    EXTREME_FEATURES,
     AnomalyModel,
     CategoricalSurprise,
     FeatureSurprise,
     NumericSurprise,
+    extreme_sums,
     surprise_matrix,
 )
 from monitoring.measure.reference import CategoricalReference, NumericalReference
@@ -184,7 +186,7 @@ def fit_anomaly_model(
         else:
             fitted = fit_categorical_surprise(profile, smoothing=smoothing)
         features.append(_renamed(fitted, column))
-    threshold, max_threshold = flag_thresholds(
+    threshold, extreme_threshold = flag_thresholds(
         surprise_matrix(sample, tuple(features)), flag_rate
     )
     return AnomalyModel(
@@ -194,32 +196,32 @@ def fit_anomaly_model(
         sample_size=len(sample),
         smoothing=float(smoothing),
         min_scale=float(min_scale),
-        max_threshold=max_threshold,
+        extreme_threshold=extreme_threshold,
     )
 
 
 def flag_thresholds(matrix: np.ndarray, flag_rate: float) -> tuple[float, float]:
-    """(sum threshold, single-feature threshold) that together flag `flag_rate` of the
-    sample's rows (`matrix`: rows x features surprises).
+    """(sum threshold, extreme threshold) that together flag `flag_rate` of the sample's
+    rows (`matrix`: rows x features surprises).
 
-    The single-feature threshold is the (1 - flag_rate / 2) quantile of each row's largest
-    surprise; the sum threshold is then the value that the sums of the rows not flagged by
-    it must pass for flag_rate of all rows to be flagged (ties can flag fewer). With one
-    feature the two coincide, and the sum alone is used."""
+    The extreme threshold is the (1 - flag_rate / 2) quantile of each row's
+    `extreme_sums`; the sum threshold is then the value that the sums of the rows not
+    flagged by it must pass for flag_rate of all rows to be flagged (ties can flag fewer).
+    With no more features than EXTREME_FEATURES the two rules coincide: the sum alone."""
     scores = matrix.sum(axis=1)
-    if matrix.shape[1] < 2:
+    if matrix.shape[1] <= EXTREME_FEATURES:
         return float(np.quantile(scores, 1 - flag_rate)), float("inf")
-    largest = matrix.max(axis=1)
-    max_threshold = float(np.quantile(largest, 1 - flag_rate / 2))
-    by_max = largest > max_threshold
-    wanted = int(round(flag_rate * len(scores))) - int(by_max.sum())
-    rest = np.sort(scores[~by_max])[::-1]
+    extreme = extreme_sums(matrix)
+    extreme_threshold = float(np.quantile(extreme, 1 - flag_rate / 2))
+    by_extreme = extreme > extreme_threshold
+    wanted = int(round(flag_rate * len(scores))) - int(by_extreme.sum())
+    rest = np.sort(scores[~by_extreme])[::-1]
     if wanted <= 0 or rest.size == 0:
-        return float(rest[0]) if rest.size else float(scores.max()), max_threshold
+        return float(rest[0]) if rest.size else float(scores.max()), extreme_threshold
     # flag the `wanted` highest remaining sums: the threshold sits between two of them
     upper = rest[min(wanted, rest.size) - 1]
     lower = rest[wanted] if wanted < rest.size else upper
-    return float((upper + lower) / 2) if lower < upper else float(lower), max_threshold
+    return float((upper + lower) / 2) if lower < upper else float(lower), extreme_threshold
 
 
 def _renamed(feature: FeatureSurprise, column: str) -> FeatureSurprise:

@@ -1,15 +1,19 @@
-"""Apply the alert rules to a batch before it is logged, using the version's earlier batches."""
+"""What a batch is judged on against the version's earlier batches, before it is logged:
+its row volume (a data-quality check) and the alert rules."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from monitoring.core.alert_rules import AlertRule
+from monitoring.core.config import MonitoringConfig
 from monitoring.errors import NoRunsError
 from monitoring.evaluation.report import BatchReport
+from monitoring.measure.quality import row_volume
 from monitoring.track.batch_run import metrics_of
 from monitoring.track.history import read_batch_runs
 from monitoring.track.keys import key_map
@@ -19,30 +23,50 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-def alerts_for_batch(
+def judge_against_history(
     client: MlflowClient,
     report: BatchReport,
     *,
     model: ModelInfo,
     batch_id: str,
+    config: MonitoringConfig,
+) -> BatchReport:
+    """The report with its row-volume check and the alert rules in alert at this batch,
+    from one read of the version's finished batches (a batch being replaced is left out of
+    its own history)."""
+    try:
+        earlier = read_batch_runs(client, model.name, versions=[model.version])
+        earlier = earlier[earlier["batch_id"] != batch_id]
+    except NoRunsError:
+        earlier = pd.DataFrame()
+    rows = earlier["data/n_rows"].dropna() if "data/n_rows" in earlier else pd.Series([])
+    volume = row_volume(report.n_rows, [int(n) for n in rows], config.quality)
+    if volume is not None:
+        report = dataclasses.replace(report, quality=(*report.quality, volume))
+    alerts = alerts_for_batch(
+        report, earlier, model=model, batch_id=batch_id, rules=config.alerts.rules
+    )
+    return dataclasses.replace(report, alerts=alerts)
+
+
+def alerts_for_batch(
+    report: BatchReport,
+    earlier: pd.DataFrame,
+    *,
+    model: ModelInfo,
+    batch_id: str,
     rules: Sequence[AlertRule],
 ) -> tuple[str, ...]:
-    """Names of the rules in alert at this batch, given the version's finished batches.
+    """Names of the rules in alert at this batch, given the version's earlier batches.
 
     The batch takes its place by batch time (then batch id) among the earlier ones, so a
-    batch evaluated out of order is judged on the batches before it; a batch being
-    replaced is left out of its own history.
+    batch evaluated out of order is judged on the batches before it.
     """
     from monitoring.track.comparison import evaluate_rules, rule_name
     from monitoring.track.trends import order_batches
 
     if not rules:
         return ()
-    try:
-        earlier = read_batch_runs(client, model.name, versions=[model.version])
-        earlier = earlier[earlier["batch_id"] != batch_id]
-    except NoRunsError:
-        earlier = pd.DataFrame()
     keys = key_map([c.column for c in report.columns])
     batch_time = pd.Timestamp(report.time_range[0]) if report.time_range else pd.Timestamp.now()
     current = {
