@@ -329,3 +329,60 @@ def test_a_drop_confined_to_one_region_is_named_in_segments(concept_reference):
     assert ("region", "north") in set(zip(flagged["feature"], flagged["segment"], strict=True))
     others = segments[(segments["feature"] == "region") & (segments["segment"] != "north")]
     assert not others["degraded"].any()
+
+
+# --- what the user sees: MLflow, the CLI ---------------------------------------------------
+
+
+def test_degraded_batch_run_in_mlflow_and_the_reference_run(client, concept_reference):
+    from monitoring.track import load_reference, log_reference
+
+    run_id = log_reference(client, concept_reference)
+    assert client.get_run(run_id).data.metrics["perf/accuracy"] == pytest.approx(
+        concept_reference.performance.metrics["accuracy"]
+    )
+    loaded = load_reference(client, concept_reference.id)  # its digest is checked on load
+    assert loaded.performance.metrics == concept_reference.performance.metrics
+    logged = monitoring.evaluate_and_log(
+        _frame(5000, np.random.default_rng(51), concept=CONCEPT_B),
+        reference=concept_reference,
+        batch_id="day-1",
+        model_name="churn",
+    )
+    run = client.get_run(logged.run_id)
+    metrics, tags = run.data.metrics, run.data.tags
+    assert tags["monitoring.status"] == "degraded"
+    assert metrics["perf/degraded"] == 1.0
+    for key in ("reference", "drop", "pvalue", "adjusted_pvalue", "degraded"):
+        assert f"perf/accuracy_{key}" in metrics
+    assert metrics["perf/accuracy_reference"] == pytest.approx(
+        concept_reference.performance.metrics["accuracy"]
+    )
+    assert metrics["perf/accuracy_drop"] == pytest.approx(0.15, abs=0.03)
+    note = tags["mlflow.note.content"]
+    assert "**Status: `degraded`**" in note
+    assert "**Performance degraded**: accuracy 0." in note
+    assert "| accuracy |" in note
+    folder = client.download_artifacts(logged.run_id, "segments.csv")
+    segments = pd.read_csv(folder)
+    assert {"error_rise", "rise_p_value", "rise_adjusted_p_value", "degraded"} <= set(segments)
+
+
+def test_cli_prints_the_degraded_reason_and_fails_on_it(client, concept_reference, tmp_path):
+    from click.testing import CliRunner
+
+    from monitoring.cli.main import main
+    from monitoring.cli.options import EXIT_DRIFT
+    from monitoring.track import log_reference
+
+    log_reference(client, concept_reference)
+    batch = tmp_path / "batch.csv"
+    _frame(5000, np.random.default_rng(61), concept=CONCEPT_B).to_csv(batch, index=False)
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", str(batch), "--reference", concept_reference.id, "--fail-on-drift"],
+    )
+    assert result.exit_code == EXIT_DRIFT, result.output
+    assert "status: degraded" in result.output
+    assert "degraded: accuracy 0." in result.output
+    assert "against 0.74" in result.output

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from scipy import stats
 
 import monitoring
@@ -151,3 +152,49 @@ def test_the_binomial_tail_equals_scipy(count, n, rate):
     """Golden numbers against scipy.stats.binom.sf(count - 1, n, rate), rel 1e-10."""
     expected = stats.binom.sf(count - 1, n, rate)
     assert quality.binomial_upper_p(count, n, rate) == pytest.approx(expected, rel=1e-10)
+
+
+def test_a_collapsed_row_count_is_flagged_against_the_versions_earlier_batches(
+    tracking_uri, reference
+):
+    """Three batches of 2,000 rows, then 200: a tenth of the usual rows is a finding
+    (quality.volume_factor 5), logged with its metric, tag and reason."""
+    for day in range(3):
+        monitoring.evaluate_and_log(
+            make(2_000, seed=20 + day, first_id=10**7 * (day + 1)),
+            reference=reference,
+            batch_id=f"day-{day}",
+            model_name="churn",
+        )
+    logged = monitoring.evaluate_and_log(
+        make(200, seed=30, first_id=10**8),
+        reference=reference,
+        batch_id="day-3",
+        model_name="churn",
+    )
+    found = {(q.feature, q.check): q for q in logged.report.quality_findings}
+    assert logged.report.status == "quality"
+    assert found[("dataset", "row_volume")].reason.startswith("200 rows against a median of 2,000")
+    run = MlflowClient(tracking_uri).get_run(logged.run_id)
+    assert run.data.tags["monitoring.status"] == "quality"
+    assert run.data.tags["monitoring.quality"] == "dataset: row_volume"
+    assert run.data.metrics["quality/dataset/row_volume_flagged"] == 1.0
+    assert run.data.metrics["quality/dataset/flagged"] == 1.0
+    assert "Data quality, dataset: row volume" in run.data.tags["mlflow.note.content"]
+
+
+def test_fail_on_drift_exits_with_the_quality_code_on_a_quality_finding(tmp_path, tracking_uri):
+    from click.testing import CliRunner
+
+    from monitoring.cli.main import main
+    from monitoring.cli.options import EXIT_QUALITY
+
+    make(5_000, seed=0).to_csv(tmp_path / "reference.csv", index=False)
+    batch = make(2_000, seed=1, first_id=10**7)
+    batch.loc[:19, "region"] = "r-new"  # 1% of rows: too few to be drift, a clear finding
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    args = ["evaluate", str(tmp_path / "batch.csv"), "--reference", str(tmp_path / "reference.csv")]
+    result = CliRunner().invoke(main, [*args, "--fail-on-drift", "--model-name", "churn"])
+    assert result.exit_code == EXIT_QUALITY, result.output
+    assert "quality: region: unseen: 20 of 2,000 rows in categories" in result.output
+    assert "status: quality" in result.output
