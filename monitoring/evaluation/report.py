@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from monitoring.errors import ColumnNotFoundError
-from monitoring.measure.drift import ColumnDrift, drift_table
+from monitoring.measure.drift import ColumnDrift
+from monitoring.measure.drift_verdict import drift_table
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import FEATURE, PREDICTION, TARGET, Reference
 
@@ -27,9 +28,10 @@ worse than the reference's, an alert rule across batches."""
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one batch evaluation found. `drift_table` has one row per (column, method);
-    `worst_samples` the rows with the highest error; `segments` where the error sits per
-    feature bin or category (None without performance)."""
+    """What one batch evaluation found. `drift_table` has one row per (column, method), with
+    each column's final verdict and its reason; `worst_samples` the rows with the highest
+    error; `segments` where the error sits per feature bin or category (None without
+    performance)."""
 
     reference: Reference
     columns: tuple[ColumnDrift, ...]
@@ -57,6 +59,9 @@ class BatchReport:
 
     @property
     def drift_table(self) -> pd.DataFrame:
+        """One row per (column, method): `drifted` is the column's final verdict (the one the
+        status uses) and `reason` says why in words; each method's own result is under
+        `method_drifted`, `p_value` (raw) and `adjusted_p_value` (see `drift_verdict`)."""
         return drift_table(self.columns)
 
     def _role_drift(self, role: str) -> bool | None:
@@ -79,6 +84,9 @@ class BatchReport:
 
     @property
     def drifted_features(self) -> list[str]:
+        """The input features whose final verdict is drifted (`ColumnDrift.drifted` after the
+        multiple-testing correction and the effect-size gate), in schema order; prediction
+        and target columns are left out (`prediction_drift`, `target_drift`)."""
         return [c.column for c in self.columns if c.role == FEATURE and c.drifted]
 
     @property

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import special
 
 from monitoring.core.config import DriftConfig
@@ -46,17 +45,6 @@ from monitoring.stats.multiple_testing import adjust_p_values
 from monitoring.stats.registry import Comparison, MethodResult, MethodSpec, get_method
 
 MISSING_METHOD = "missing_delta"
-DRIFT_TABLE_COLUMNS = [
-    "feature",
-    "role",
-    "kind",
-    "method",
-    "statistic",
-    "p_value",
-    "threshold",
-    "drifted",
-    "decision",
-]
 
 
 @dataclass(frozen=True)
@@ -93,6 +81,8 @@ class ColumnDrift:
     min_effect: float | None = None
     adjusted_p_value: float | None = None
     significant: bool | None = None
+    correction: str | None = None  # calibrated: the correction and how many hypotheses it
+    n_tests: int | None = None  # adjusted together (its family), for the reason
 
     @property
     def p_value(self) -> float | None:
@@ -360,28 +350,11 @@ def decide(
                 adjusted_p_value=adjusted_p,
                 significant=significant,
                 drifted=bool((significant and big_enough) or missing_drift),
+                correction=config.correction,
+                n_tests=len(hypotheses),
             )
         if role == FEATURE:
             for j, d in enumerate(dataset):
                 dataset_out[j] = d.decided(rejected[("dataset", j)][1])
     return tuple(decided.get(i, c) for i, c in enumerate(columns)), tuple(dataset_out)
 
-
-def drift_table(columns: tuple[ColumnDrift, ...]) -> pd.DataFrame:
-    """One row per (column, method): the table users read and `drift.csv` holds."""
-    rows = [
-        {
-            "feature": c.column,
-            "role": c.role,
-            "kind": c.kind,
-            "method": s.method,
-            "statistic": s.statistic,
-            "p_value": s.p_value,
-            "threshold": s.threshold,
-            "drifted": s.drifted,
-            "decision": s.method == c.decision_method,
-        }
-        for c in columns
-        for s in c.scores
-    ]
-    return pd.DataFrame(rows, columns=DRIFT_TABLE_COLUMNS)
