@@ -70,6 +70,17 @@ def test_fail_on_drift_exits_with_the_documented_code(tracking_uri, files):
     assert "DRIFT" in result.output
 
 
+def test_evaluate_prints_each_columns_final_verdict_and_reason(tracking_uri, files):
+    result = _run("evaluate", files["drifted"], "--reference", files["reference"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split() for line in result.output.splitlines() if line.strip()}
+    assert lines["column"][:3] == ["column", "role", "verdict"]
+    assert lines["x"][1:3] == ["feature", "DRIFT"]
+    assert "over the floor" in " ".join(lines["x"])
+    assert lines["size"][1:3] == ["feature", "ok"]
+    assert "not significant after Holm over" in " ".join(lines["size"])
+
+
 def test_duplicate_batch_is_a_one_line_error(tracking_uri, files):
     assert (
         _run(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from monitoring.errors import DuplicateBatchError, TrackingError
 from monitoring.evaluation.report import BatchReport
+from monitoring.measure.drift_verdict import decision_scale
 from monitoring.measure.reference import FEATURE
 from monitoring.track import tags
 from monitoring.track.description import markdown_summary
@@ -160,9 +161,9 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
         plot_worst_samples(report.worst_samples, id_column=report.reference.schema.id).savefig(
             plots / "worst_samples.png", dpi=90
         )
-    ranked = sorted(
+    ranked = sorted(  # drifted first, then by how far each is on its decision's scale
         (c for c in report.columns if c.decision_score is not None),
-        key=lambda c: (not c.drifted, -c.decision_score.statistic),  # type: ignore[union-attr]
+        key=lambda c: (not c.drifted, -(decision_scale(c) or 0.0)),
     )
     for column in ranked[:top]:
         figure = plot_distribution(column)

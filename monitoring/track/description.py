@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from monitoring.evaluation.report import BatchReport
-from monitoring.measure.reference import FEATURE
+from monitoring.measure.drift_verdict import drift_reason, features_drifted
 
 
 def decision_rows(report: BatchReport) -> pd.DataFrame:
-    """One row per column: role, decision method, statistic, threshold, verdict."""
+    """One row per column: the final verdict (the one the status uses), the decision
+    method's statistic, adjusted p-value, effect and its floor, and the reason in words."""
     rows = []
     for c in report.columns:
         score = c.decision_score
@@ -17,13 +18,14 @@ def decision_rows(report: BatchReport) -> pd.DataFrame:
             {
                 "column": c.column,
                 "role": c.role,
+                "verdict": "DRIFT" if c.drifted else "ok",
                 "method": c.decision_method,
                 "statistic": score.statistic if score else float("nan"),
-                "threshold": score.threshold if score else float("nan"),
                 "p_adjusted": _number(c.adjusted_p_value),
                 "effect": _number(c.effect),
+                "floor": _number(c.min_effect),
                 "missing": c.missing_rate,
-                "drifted": "DRIFT" if c.drifted else "ok",
+                "reason": drift_reason(c),
             }
         )
     return pd.DataFrame(rows)
@@ -75,7 +77,6 @@ def performance_table(report: BatchReport) -> list[str]:
 
 def markdown_summary(report: BatchReport, *, title: str) -> str:
     """The run description (`mlflow.note.content`)."""
-    features = [c for c in report.columns if c.role == FEATURE]
     drifted = report.drifted_features
     lines = [
         f"## {title}",
@@ -83,8 +84,7 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
         f"**Status: `{report.status}`** · {report.n_rows:,} rows · reference "
         f"`{report.reference_id}` · batch digest `{report.batch_digest}`",
         "",
-        f"- Input features drifted: {len(drifted)} of {len(features)}"
-        + (f" ({', '.join(drifted)})" if drifted else ""),
+        f"- {features_drifted(report.columns)}" + (f" ({', '.join(drifted)})" if drifted else ""),
         f"- Prediction drift: {_flag(report.prediction_drift)}; "
         f"target drift: {_flag(report.target_drift)}",
     ]
@@ -106,13 +106,13 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
     lines += performance_table(report)
     lines += [
         "",
-        "| column | role | method | statistic | threshold | adjusted p | effect | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| column | role | verdict | method | statistic | adjusted p | effect | floor | reason |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in decision_rows(report).itertuples():
         lines.append(
-            f"| {row.column} | {row.role} | {row.method} | {row.statistic:.4g} | "
-            f"{row.threshold:.4g} | {row.p_adjusted:.3g} | {row.effect:.3g} | {row.drifted} |"
+            f"| {row.column} | {row.role} | {row.verdict} | {row.method} | {row.statistic:.4g} | "
+            f"{row.p_adjusted:.3g} | {row.effect:.3g} | {row.floor:.3g} | {row.reason} |"
         )
     lines += ["", "Artifacts: `drift.csv`, `worst_samples.csv`, `profile.json`, `plots/`."]
     return "\n".join(lines)

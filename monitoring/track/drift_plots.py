@@ -11,6 +11,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from monitoring.measure.drift_verdict import (
+    DRIFTED,
+    NOT_SIGNIFICANT,
+    OK,
+    SMALL_EFFECT,
+    VERDICT_KINDS,
+    decision_scale,
+    drift_reason,
+    features_drifted,
+    scale_label,
+    verdict_kind,
+)
+from monitoring.measure.reference import FEATURE, PREDICTION, TARGET
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -18,6 +32,12 @@ if TYPE_CHECKING:
     from monitoring.measure.drift import ColumnDrift
 
 DRIFT_COLOR, OK_COLOR, REFERENCE_COLOR = "#d62728", "#1f77b4", "#7f7f7f"
+VERDICT_COLORS = {
+    DRIFTED: DRIFT_COLOR,
+    SMALL_EFFECT: OK_COLOR,
+    NOT_SIGNIFICANT: "#aec7e8",  # pale: whatever its length, the change may be noise
+    OK: OK_COLOR,
+}
 
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -30,28 +50,73 @@ def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
 
 
 def plot_drift_overview(columns: Sequence[ColumnDrift], *, ax: Axes | None = None) -> Figure:
-    """One bar per column: its decision statistic, a tick at its threshold, red if drifted."""
-    scored = [c for c in columns if c.decision_score is not None]
-    scored.sort(key=lambda c: c.decision_score.statistic)  # type: ignore[union-attr]
-    figure, ax = _axes(ax, (8, max(2.5, 0.35 * len(scored) + 1)))
-    positions = np.arange(len(scored))
-    values = [c.decision_score.statistic for c in scored]  # type: ignore[union-attr]
-    colors = [DRIFT_COLOR if c.drifted else OK_COLOR for c in scored]
-    ax.barh(positions, values, color=colors)
-    for y, column in zip(positions, scored, strict=True):
-        threshold = column.decision_score.threshold  # type: ignore[union-attr]
-        if np.isfinite(threshold):
-            ax.plot([threshold, threshold], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
-    ax.set_yticks(positions, [f"{c.column} ({c.role})" for c in scored])
-    methods = sorted({c.decision_method for c in scored})
-    ax.set_xlabel(f"statistic ({', '.join(methods)}); black tick = threshold")
-    drifted = sum(c.drifted for c in scored)
-    ax.set_title(f"Drift per column: {drifted} of {len(scored)} drifted")
+    """One bar per column on the scale of its decision (`decision_scale`: in calibrated mode
+    the effect over its floor, in fixed mode the statistic over its threshold), with a line
+    at 1; coloured by the final verdict and the path to it (`verdict_kind`), its reason in
+    short on the right. Input features first, then prediction and target columns; the
+    title counts drifted features as the run description does."""
+    order = {FEATURE: 0, PREDICTION: 1, TARGET: 2}
+    shown = sorted(
+        columns,
+        key=lambda c: (order.get(c.role, 3), -_finite(decision_scale(c), 0.0), c.column),
+    )
+    figure, ax = _axes(ax, (11, max(2.5, 0.35 * len(shown) + 1.5)))
+    scales = [decision_scale(c) for c in shown]
+    finite = [v for v in scales if v is not None and np.isfinite(v)]
+    right = max([1.0, *finite]) * 1.15
+    positions = np.arange(len(shown))[::-1]  # the first column at the top
+    kinds = [verdict_kind(c) for c in shown]
+    values = [min(_finite(v, 0.0), right) if v != np.inf else right for v in scales]
+    ax.barh(positions, values, color=[VERDICT_COLORS[k] for k in kinds])
+    for y, value in zip(positions, scales, strict=True):
+        if value == np.inf:
+            ax.text(right, y, " inf", va="center", fontsize=8)
+    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xlim(0, right)
+    ax.set_yticks(
+        positions,
+        [
+            (c.column if c.role == FEATURE else f"{c.column} ({c.role})")
+            + ("" if v is not None else " (no values)")
+            for c, v in zip(shown, scales, strict=True)
+        ],
+    )
+    reasons = ax.secondary_yaxis("right")  # why, beside each bar
+    reasons.set_yticks(positions, [drift_reason(c, short=True) for c in shown], fontsize=7)
+    reasons.tick_params(length=0)
+    features = sum(c.role == FEATURE for c in shown)
+    if 0 < features < len(shown):  # a rule between the inputs and the model's columns
+        ax.axhline(positions[features - 1] - 0.5, color=REFERENCE_COLOR, linewidth=0.8)
+    ax.set_xlabel(scale_label(list(shown)))
+    ax.set_title(_overview_title(shown))
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    present = [k for k in VERDICT_KINDS if k in kinds]
+    handles = [Patch(color=VERDICT_COLORS[k], label=k) for k in present]
+    line = "floor" if any(c.significant is not None for c in shown) else "threshold"
+    handles.append(Line2D([], [], color="black", linestyle="--", label=f"1 = the {line}"))
+    ax.legend(handles=handles, loc="best", fontsize=8)
     return figure
 
 
+def _finite(value: float | None, default: float) -> float:
+    return default if value is None or not np.isfinite(value) else float(value)
+
+
+def _overview_title(columns: Sequence[ColumnDrift]) -> str:
+    """The run description's count of input features, then prediction and target."""
+    parts = [features_drifted(list(columns))]
+    for role in (PREDICTION, TARGET):
+        chosen = [c for c in columns if c.role == role]
+        if chosen:
+            parts.append(f"{role} {'drifted' if any(c.drifted for c in chosen) else 'ok'}")
+    return "; ".join(parts)
+
+
 def plot_distribution(column: ColumnDrift, *, ax: Axes | None = None) -> Figure:
-    """Reference vs batch proportions on the reference's bins (or categories)."""
+    """Reference vs batch proportions on the reference's bins (or categories); the title
+    gives the final verdict and its reason in short."""
     figure, ax = _axes(ax, (8, 3.5))
     reference = column.reference_counts / max(column.reference_counts.sum(), 1)
     batch = column.batch_counts / max(column.batch_counts.sum(), 1)
@@ -63,13 +128,12 @@ def plot_distribution(column: ColumnDrift, *, ax: Axes | None = None) -> Figure:
         batch,
         width,
         label="batch",
-        color=DRIFT_COLOR if column.drifted else OK_COLOR,
+        color=VERDICT_COLORS[verdict_kind(column)],
     )
     ax.set_xticks(positions, column.bin_labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("share of rows")
-    score = column.decision_score
-    detail = f"{score.method} = {score.statistic:.3g}" if score else "no values in the batch"
-    ax.set_title(f"{column.column}: {detail} ({'drifted' if column.drifted else 'ok'})")
+    verdict = "drifted" if column.drifted else "ok"
+    ax.set_title(f"{column.column}: {verdict} — {drift_reason(column, short=True)}")
     ax.legend()
     return figure
 
