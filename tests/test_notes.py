@@ -4,6 +4,10 @@ CLI, bad input."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -24,7 +28,13 @@ from monitoring import (
     show_note,
 )
 from monitoring.cli.notes import notes
-from monitoring.explain.notes import VERDICTS, ignored_samples, next_note_id
+from monitoring.explain.notes import (
+    MAX_NOTE_TEXT_BYTES,
+    VERDICTS,
+    check_text,
+    ignored_samples,
+    next_note_id,
+)
 from monitoring.track import log_reference
 from monitoring.track.models import register_pytorch_model
 from monitoring.track.notes import ignored_sample_ids, run_notes
@@ -131,9 +141,23 @@ def test_unknown_verdict_error_lists_every_verdict():
     assert all(v in str(error.value) for v in VERDICTS)
 
 
-def test_note_ids_count_from_one_per_run():
-    assert next_note_id("abcdef0123", []) == "abcdef01-1"
-    assert next_note_id("abcdef0123", ["abcdef01-9", "abcdef01-10", "abcdef01-2"]) == "abcdef01-11"
+def _id_pattern(run_id: str, n: int) -> str:
+    return rf"{run_id[:8]}-{n}-[0-9a-f]{{8}}"
+
+
+def test_note_ids_count_from_one_per_run_and_end_with_a_random_suffix():
+    assert next_note_id("abcdef0123", [], suffix="0a1b2c3d") == "abcdef01-1-0a1b2c3d"
+    written = ["abcdef01-9", "abcdef01-10-00ff00ff", "abcdef01-2"]  # before and after suffixes
+    assert next_note_id("abcdef0123", written, suffix="0a1b2c3d") == "abcdef01-11-0a1b2c3d"
+    drawn = {next_note_id("abcdef0123", written) for _ in range(100)}
+    assert len(drawn) == 100
+    assert all(re.fullmatch(_id_pattern("abcdef0123", 11), i) for i in drawn)
+
+
+def test_note_text_is_limited_in_bytes_of_utf8():
+    assert check_text("é" * (MAX_NOTE_TEXT_BYTES // 2)) == "é" * (MAX_NOTE_TEXT_BYTES // 2)
+    with pytest.raises(NoteError, match=f"65,538 bytes, over the limit of {MAX_NOTE_TEXT_BYTES:,}"):
+        check_text("é" * (MAX_NOTE_TEXT_BYTES // 2 + 1))
 
 
 def test_ignored_samples_come_from_anomaly_ignore_notes_only():
@@ -212,13 +236,13 @@ def store_client(store, monkeypatch) -> MlflowClient:
 
 def test_notes_are_markdown_artifacts_that_parse_back(store, store_client):
     first, second = store.notes
-    prefix = store.noted[:8]
-    assert (first.note_id, second.note_id) == (f"{prefix}-1", f"{prefix}-2")
+    assert re.fullmatch(_id_pattern(store.noted, 1), first.note_id)
+    assert re.fullmatch(_id_pattern(store.noted, 2), second.note_id)
     assert sorted(_artifacts(store_client, store.noted)) == [
-        f"notes/{prefix}-1.md",
-        f"notes/{prefix}-2.md",
+        f"notes/{first.note_id}.md",
+        f"notes/{second.note_id}.md",
     ]
-    local = store_client.download_artifacts(store.noted, f"notes/{prefix}-1.md")
+    local = store_client.download_artifacts(store.noted, f"notes/{first.note_id}.md")
     with open(local, encoding="utf-8") as handle:
         assert Note.from_markdown(handle.read()) == first
     assert run_notes(store_client, store.noted) == [first, second]
@@ -310,6 +334,13 @@ BAD_INPUT = [
     pytest.param("batch", {"sample_ids": ["3", "999"]}, NoteError, "'999'", id="unknown-sample"),
     pytest.param("batch", {"verdict": "fine"}, ConfigError, "anomaly-ignore", id="bad-verdict"),
     pytest.param("batch", {"text": " \n "}, NoteError, "empty", id="empty-text"),
+    pytest.param(
+        "batch",
+        {"text": "x" * (MAX_NOTE_TEXT_BYTES + 1)},
+        NoteError,
+        "over the limit of 65,536",
+        id="oversize-text",
+    ),
 ]
 
 
@@ -394,7 +425,9 @@ def test_cli_add_list_show(client, tmp_path):
     assert added.exit_code == 0, added.output
     first_id = added.stdout.strip()
     second = _run("add", "--run-id", run_id, "--verdict", "drift", "--text", "Seasonal.")
-    assert (first_id, second.stdout.strip()) == (f"{run_id[:8]}-1", f"{run_id[:8]}-2")
+    second_id = second.stdout.strip()
+    assert re.fullmatch(_id_pattern(run_id, 1), first_id)
+    assert re.fullmatch(_id_pattern(run_id, 2), second_id)
 
     table = _run("list", "--model-name", "churn")
     assert table.exit_code == 0, table.output
@@ -405,13 +438,83 @@ def test_cli_add_list_show(client, tmp_path):
     assert first_id in lines[1] and "anomaly-ignore" in lines[1] and "# Bot traffic" in lines[1]
 
     listed = _run("list", "--model-name", "churn", "--verdict", "drift", "--format", "json")
-    assert [n["note_id"] for n in json.loads(listed.stdout)] == [f"{run_id[:8]}-2"]
+    assert [n["note_id"] for n in json.loads(listed.stdout)] == [second_id]
 
     shown = _run("show", first_id)
     assert shown.exit_code == 0
     assert shown.stdout == show_note(first_id, client=client).to_markdown()
     assert Note.from_markdown(shown.stdout).text == "# Bot traffic\n\nIgnore both."
     assert ignored_sample_ids(client, run_id) == ("3", "48")
+
+
+# --- writers at the same moment ---------------------------------------------------------
+
+WRITERS = 8
+
+
+def _worst_ids(client: MlflowClient, run_id: str) -> list[str]:
+    local = client.download_artifacts(run_id, "worst_samples.csv")
+    return pd.read_csv(local, dtype=str)["id"].tolist()
+
+
+def _add_at_once(run_id: str, writer: int, sample: str, barrier) -> str:
+    """One writer's note, added when every writer is ready (a thread or a process)."""
+    barrier.wait(timeout=120)
+    note = add_note(
+        run_id, verdict="anomaly-ignore", text=f"writer {writer}", sample_ids=[sample]
+    )
+    return note.note_id
+
+
+def _add_in_process(run_id: str, writer: int, sample: str, barrier, results) -> None:
+    results.put(_add_at_once(run_id, writer, sample, barrier))
+
+
+def _all_kept(client: MlflowClient, run_id: str, ids: list[str], samples: list[str]) -> None:
+    notes = run_notes(client, run_id)
+    assert len(set(ids)) == WRITERS
+    assert sorted(n.note_id for n in notes) == sorted(ids)
+    assert sorted(n.text for n in notes) == sorted(f"writer {w}" for w in range(WRITERS))
+    tags = _notes_tags(client, run_id)
+    assert tags["monitoring.notes.count"] == str(WRITERS)
+    assert sorted(tags["monitoring.notes.ignored_samples"].split(",")) == sorted(samples)
+
+
+def test_notes_added_by_threads_at_the_same_moment_are_all_kept(client):
+    run_id = _batch(client)
+    samples = _worst_ids(client, run_id)[:WRITERS]
+    barrier = threading.Barrier(WRITERS)
+
+    with ThreadPoolExecutor(WRITERS) as pool:
+        futures = [
+            pool.submit(_add_at_once, run_id, w, samples[w], barrier) for w in range(WRITERS)
+        ]
+        ids = [f.result(timeout=300) for f in futures]
+
+    _all_kept(client, run_id, ids, samples)
+
+
+@pytest.mark.slow
+def test_notes_added_by_processes_at_the_same_moment_are_all_kept(client):
+    run_id = _batch(client)
+    samples = _worst_ids(client, run_id)[:WRITERS]
+    # Each process starts clean from a server that imported the library once: no MLflow
+    # engine or SQLite connection of this process is shared with them.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["monitoring.track.notes", "test_notes"])
+    barrier, results = context.Barrier(WRITERS), context.Queue()
+    writers = [
+        context.Process(target=_add_in_process, args=(run_id, w, samples[w], barrier, results))
+        for w in range(WRITERS)
+    ]
+    for writer in writers:
+        writer.start()
+    ids = [results.get(timeout=300) for _ in writers]
+    for writer in writers:
+        writer.join(timeout=60)
+
+    assert [w.exitcode for w in writers] == [0] * WRITERS
+    _all_kept(client, run_id, ids, samples)
 
 
 # --- through a real tracking server ------------------------------------------------------

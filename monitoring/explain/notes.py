@@ -5,7 +5,7 @@ between `---` lines (one `key: value` per line, every value JSON-encoded, so the
 also valid YAML), a blank line, then the free text:
 
     ---
-    note_id: "1a2b3c4d-1"
+    note_id: "1a2b3c4d-1-5f0e9a3c"
     run_id: "1a2b3c4d..."
     model_name: "churn"
     model_version: "none"
@@ -21,6 +21,11 @@ also valid YAML), a blank line, then the free text:
 `Note.from_markdown(note.to_markdown()) == note` for every note. This module is pure: the
 tracking layer (`monitoring.track.notes`) does the reading and writing.
 
+A note id is `<run id prefix>-<n>-<random suffix>`: n counts the run's notes as its writer
+saw them (for reading order), the suffix makes the id unique when two writers add a note
+to one run at the same moment and both count the same n. Ids written before the suffix
+existed (`<prefix>-<n>`) still parse. A note's text holds at most `MAX_NOTE_TEXT_BYTES`.
+
 Errors: an unknown verdict is a `ConfigError` (listing `VERDICTS`); everything else wrong
 with a note (empty text, a run that is not a batch run, a sample id that is not among the
 batch's worst samples, an unknown note id, an unparsable note file) is a `NoteError`.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -38,6 +44,7 @@ from monitoring.errors import ConfigError, NoteError
 
 __all__ = [
     "IGNORE_VERDICT",
+    "MAX_NOTE_TEXT_BYTES",
     "VERDICTS",
     "Note",
     "check_sample_ids",
@@ -63,10 +70,21 @@ VERDICTS = (
 """Every verdict a note may carry."""
 
 NOTE_ID_RUN_PREFIX = 8
-"""A note id is the first NOTE_ID_RUN_PREFIX characters of its run id, `-`, and a count."""
+"""A note id is the first NOTE_ID_RUN_PREFIX characters of its run id, `-`, a count, `-`
+and NOTE_ID_SUFFIX_BYTES random bytes in hex."""
+NOTE_ID_SUFFIX_BYTES = 4
+"""Random bytes that end a note id: two writers that count the same n on one run at the
+same moment get one id in 2**32 cases, so each keeps its note."""
+
+MAX_NOTE_TEXT_BYTES = 64 * 1024
+"""The most a note's text may hold, in bytes of UTF-8: a note is read whole, and copied
+into tags and listings. Longer material belongs in an artifact the note points to."""
 
 FRONT = "---"
-_NOTE_ID = re.compile(r"^(?P<prefix>[0-9A-Za-z]+)-(?P<n>[1-9][0-9]*)$")
+_NOTE_ID = re.compile(
+    r"^(?P<prefix>[0-9A-Za-z]+)-(?P<n>[1-9][0-9]*)"
+    rf"(?:-(?P<suffix>[0-9a-f]{{{2 * NOTE_ID_SUFFIX_BYTES}}}))?$"
+)
 
 
 def check_verdict(verdict: str) -> str:
@@ -77,10 +95,18 @@ def check_verdict(verdict: str) -> str:
 
 
 def check_text(text: str) -> str:
-    """The text without surrounding blanks; an empty text is a NoteError."""
+    """The text without surrounding blanks; an empty text, or one over
+    MAX_NOTE_TEXT_BYTES, is a NoteError."""
     stripped = text.strip()
     if not stripped:
         raise NoteError("the note is empty: give a text that says what was found")
+    size = len(stripped.encode("utf-8"))
+    if size > MAX_NOTE_TEXT_BYTES:
+        raise NoteError(
+            f"the note's text is {size:,} bytes, over the limit of {MAX_NOTE_TEXT_BYTES:,} "
+            "(MAX_NOTE_TEXT_BYTES): shorten it, or log the long material as an artifact "
+            "and say where it is"
+        )
     return stripped
 
 
@@ -116,17 +142,22 @@ def check_sample_ids(
             )
 
 
-def next_note_id(run_id: str, existing: Iterable[str]) -> str:
-    """`<run_id[:8]>-<n>`, n one more than the highest n among the run's `existing` ids."""
+def next_note_id(run_id: str, existing: Iterable[str], *, suffix: str | None = None) -> str:
+    """`<run_id[:8]>-<n>-<suffix>`: n one more than the highest n among the run's
+    `existing` ids, `suffix` random hex unless given."""
     numbers = [int(m["n"]) for m in map(_NOTE_ID.match, existing) if m]
-    return f"{run_id[:NOTE_ID_RUN_PREFIX]}-{max(numbers, default=0) + 1}"
+    suffix = secrets.token_hex(NOTE_ID_SUFFIX_BYTES) if suffix is None else suffix
+    return f"{run_id[:NOTE_ID_RUN_PREFIX]}-{max(numbers, default=0) + 1}-{suffix}"
 
 
 def note_id_prefix(note_id: str) -> str:
-    """The run-id prefix of `note_id`; NoteError when it is not `<prefix>-<n>`."""
+    """The run-id prefix of `note_id`; NoteError when it is not a note id."""
     match = _NOTE_ID.match(note_id)
     if match is None:
-        raise NoteError(f"{note_id!r} is not a note id (expected RUNPREFIX-N, e.g. 1a2b3c4d-1)")
+        raise NoteError(
+            f"{note_id!r} is not a note id (expected RUNPREFIX-N-SUFFIX, e.g. "
+            "1a2b3c4d-1-5f0e9a3c, or RUNPREFIX-N for notes written before suffixes)"
+        )
     return match["prefix"]
 
 
@@ -214,6 +245,6 @@ def ignored_samples(notes: Iterable[Note]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def sort_key(note: Note) -> tuple[str, str, int]:
-    """Creation time, then run and note number (10 after 9)."""
-    return note.created, note.run_id, note_number(note.note_id)
+def sort_key(note: Note) -> tuple[str, str, int, str]:
+    """Creation time, then run, note number (10 after 9) and id."""
+    return note.created, note.run_id, note_number(note.note_id), note.note_id

@@ -16,8 +16,13 @@ The run's artifacts are the truth; its tags are recomputed from them on every no
 When the run's model version is registered, the version also gets
 `monitoring.notes.<batch_id>.<note_id>` = "<verdict>: <first 200 chars of the text>" and
 `monitoring.notes.count` (its notes across batches), so the registry page shows them.
-Every check runs before the first write. Notes are not meant to be added to one run by two
-writers at once (both would take the same note id).
+Every check runs before the first write.
+
+Several writers may add notes to one run at the same moment (threads, processes,
+people): each note id ends with a random suffix, so no note overwrites another, and the
+counts are written then verified: after setting them, a writer reads the notes (or the
+version's note tags) again and sets the counts once more if another note arrived
+meanwhile, up to `SYNC_ROUNDS` times. The last writer to finish has seen every note.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ VERSION_TEXT_CHARS = 200
 """Characters of the text copied into the model-version tag."""
 MAX_RUN_TAG_CHARS = 8000
 """MLflow's limit on a run tag value (the ignored-samples tag must fit)."""
+SYNC_ROUNDS = 20
+"""How many times a writer re-reads the notes to settle the counts when other notes keep
+arriving while it writes them (each round: read, set the tags, read again)."""
 
 
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
@@ -142,23 +150,49 @@ def run_notes(client: MlflowClient, run_id: str) -> list[Note]:
     return sorted(out, key=sort_key)
 
 
-def _version_tags(client: MlflowClient, note: Note) -> dict[str, str] | None:
-    """The model-version tags to set, or None when the version is not (or no longer)
-    registered."""
+def _note_keys(client: MlflowClient, note: Note) -> frozenset[str] | None:
+    """The version's note tags, or None when the version is not (or no longer) registered."""
     from mlflow.exceptions import MlflowException
 
-    if note.model_version == tags.UNVERSIONED:
-        return None
     try:
         version = client.get_model_version(note.model_name, note.model_version)
     except MlflowException:
         return None
+    return frozenset(k for k in version.tags if k.startswith(PREFIX) and k != COUNT)
+
+
+def _write_version_tags(client: MlflowClient, note: Note) -> None:
+    """The note's tag on its registered version, then the version's count, verified."""
+    if note.model_version == tags.UNVERSIONED or _note_keys(client, note) is None:
+        return
     key = f"{PREFIX}{safe_component(note.batch_id)}.{note.note_id}"
-    existing = [k for k in version.tags if k.startswith(PREFIX) and k not in (COUNT, key)]
-    return {
-        key: f"{note.verdict}: {note.text[:VERSION_TEXT_CHARS]}",
-        COUNT: str(len(existing) + 1),
-    }
+    text = f"{note.verdict}: {note.text[:VERSION_TEXT_CHARS]}"
+    client.set_model_version_tag(note.model_name, note.model_version, key, text)
+    seen = _note_keys(client, note)
+    for _ in range(SYNC_ROUNDS):
+        if seen is None:
+            return
+        client.set_model_version_tag(note.model_name, note.model_version, COUNT, str(len(seen)))
+        again = _note_keys(client, note)
+        if again == seen:
+            return
+        seen = again
+
+
+def _write_run_tags(client: MlflowClient, run_id: str, note: Note) -> None:
+    """The run's tags from its notes as stored, re-read until no note arrived meanwhile."""
+    from mlflow.entities import RunTag
+
+    notes = run_notes(client, run_id)
+    for _ in range(SYNC_ROUNDS):
+        if note.note_id not in {n.note_id for n in notes}:
+            raise TrackingError(f"note {note.note_id} is not among run {run_id}'s notes")
+        run_tags = _run_tags(run_id, notes)
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in run_tags.items()])
+        again = run_notes(client, run_id)
+        if [n.note_id for n in again] == [n.note_id for n in notes]:
+            return
+        notes = again
 
 
 def _run_tags(run_id: str, notes: list[Note]) -> dict[str, str]:
@@ -196,8 +230,6 @@ def add_note(
     TrackingError when the store refuses a write. `client` defaults to the configured
     tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db).
     """
-    from mlflow.entities import RunTag
-
     client = make_client() if client is None else client
     check_verdict(verdict)
     text = check_text(text)
@@ -220,13 +252,13 @@ def add_note(
         created=utc_now(),
         text=text,
     )
-    new_run_tags = _run_tags(run_id, [*existing, note])
-    version_tags = _version_tags(client, note)
+    _run_tags(run_id, [*existing, note])  # the checks on the tags, before any write
     try:
         client.log_text(run_id, note.to_markdown(), f"{NOTES_DIR}/{note.note_id}.md")
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in new_run_tags.items()])
-        for key, value in (version_tags or {}).items():
-            client.set_model_version_tag(note.model_name, note.model_version, key, value)
+        _write_run_tags(client, run_id, note)
+        _write_version_tags(client, note)
+    except NoteError:
+        raise
     except Exception as error:
         raise TrackingError(
             f"writing note {note.note_id} on run {run_id} failed: {error}"
