@@ -1,14 +1,23 @@
 """Do drift decisions mean what users think, at every batch size? Rates per scenario.
 
 Draws batches from a generated reference (20 features: 14 numeric with correlations,
-skew, heavy tails and ties; 6 categorical) and prints, per batch size and scenario, how
-often the batch verdict (`dataset_drift`) fires, with a 95% Clopper-Pearson interval:
+skew, heavy tails and ties; 6 categorical; with the model's label, score and the truth)
+and prints, per batch size and scenario, how often the batch verdict (`dataset_drift`)
+fires, with a 95% Clopper-Pearson interval:
 
 - `none`: batches drawn from the reference distribution (false alarms; target <= alpha);
 - `negligible`: every numeric feature moved by up to 0.05 sd, every categorical one by
   1% of its rows (target <= 10%);
 - `mean 0.2sd x2`, `variance x1.3 x2`, `category freq`, `correlation only`: real changes
-  (target >= 90% from 5,000 rows).
+  (target >= 90% from 5,000 rows);
+- `concept drift`: the inputs do not move, P(label | inputs) does (n2's coefficient in
+  the truth goes from 1 to CONCEPT_N2), so the model's accuracy falls by about 0.15
+  (0.70 to 0.55) while the label rate stays within a point: no drift to find, a
+  performance drop to find (target: status `degraded` >= 90% from 5,000 rows).
+
+Then the batch status (`BatchReport.status` from the default drift decision and the
+performance tests against the reference's; the data-quality checks are left out) as the
+share of batches `ok`, `drift` and `degraded`.
 
 Three rules decide on the same batch profile, side by side:
 - `calibrated`: the default (thresholds simulated at the batch's size, Holm across the
@@ -37,7 +46,9 @@ import monitoring
 from monitoring.core.config import DriftConfig, MonitoringConfig
 from monitoring.core.engine import Engine
 from monitoring.evaluation.batch_plan import BatchPlan
+from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift import decide_drift
+from monitoring.measure.performance.tests import performance_tests
 
 NUMERIC = [f"n{i}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
@@ -52,6 +63,7 @@ REFERENCE_ROWS = 20_000
 SIZES = (500, 5_000, 50_000, 500_000)
 REPETITIONS = {500: 400, 5_000: 200, 50_000: 100, 500_000: 30}
 REFERENCE_EVERY = 10
+CONCEPT_N2 = -0.4  # n2's coefficient in the truth under concept drift (1 in the reference)
 
 
 def _categorical(rng: np.random.Generator, p: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -111,11 +123,15 @@ def _moments() -> None:
         MEAN[c] = float(big[c].mean())
 
 
-def with_outputs(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Add target, prediction and score columns (23 columns in all)."""
-    logit = 0.08 * (frame["n0"] - 50) + frame["n2"] - 0.7 * (frame["c0"] == "c0_0")
+def with_outputs(
+    frame: pd.DataFrame, rng: np.random.Generator, concept: float = 1.0
+) -> pd.DataFrame:
+    """Add target, prediction and score columns (23 columns in all); `concept` is n2's
+    coefficient in the truth (the model keeps 1)."""
+    base = 0.08 * (frame["n0"] - 50) - 0.7 * (frame["c0"] == "c0_0")
+    logit = base + frame["n2"]
     proba = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.5, len(frame)))))
-    truth = rng.random(len(frame)) < 1 / (1 + np.exp(-logit))
+    truth = rng.random(len(frame)) < 1 / (1 + np.exp(-(base + concept * frame["n2"])))
     return frame.assign(
         label=np.where(truth, "yes", "no"),
         prediction=np.where(proba > 0.5, "yes", "no"),
@@ -132,18 +148,35 @@ RULES: dict[str, DriftConfig] = {
 }
 
 
-def decide_all(frame: pd.DataFrame, reference: monitoring.Reference) -> dict[str, bool]:
-    """The batch verdict of every rule, from one pass over the batch."""
+def decide_all(frame: pd.DataFrame, reference: monitoring.Reference) -> dict[str, object]:
+    """The batch verdict of every rule, and the batch status, from one pass over the batch."""
     config = MonitoringConfig(drift=RULES["calibrated"])
     plan = BatchPlan(reference, config, None, where="bench")
     with Engine(config.evaluation.threads) as engine:
         engine.run((frame.iloc[i : i + 100_000] for i in range(0, len(frame), 100_000)), plan)
-    out = {}
+    out: dict[str, object] = {}
     for name, rule in RULES.items():
         dataset = plan.multivariate.result() if rule.calibrated else ()
         columns, tests = decide_drift(plan.counts, rule, dataset)
         features = [c for c in columns if c.role == "feature"]
         out[name] = any(c.drifted for c in features) or any(t.drifted for t in tests)
+        if name == "calibrated":
+            assert plan.performance is not None
+            out["status"] = BatchReport(
+                reference=reference,
+                columns=columns,
+                multivariate=tests,
+                n_rows=len(frame),
+                performance={},
+                worst_samples=pd.DataFrame(),
+                batch_digest="",
+                source="bench",
+                source_name="bench",
+                profile={},
+                performance_tests=performance_tests(
+                    reference.performance, plan.performance.metrics, config.performance
+                ),
+            ).status
     return out
 
 
@@ -160,7 +193,9 @@ SCENARIOS = (
     "variance x1.3 x2",
     "category freq",
     "correlation only",
+    "concept drift",
 )
+STATUSES = ("ok", "drift", "degraded")
 
 
 def fit(rng: np.random.Generator) -> monitoring.Reference:
@@ -179,14 +214,18 @@ def rates(sizes: tuple[int, ...], scale: float, log: Callable[[str], None]) -> p
         reps = max(10, int(REPETITIONS[n] * scale))
         for scenario in SCENARIOS:
             hits = dict.fromkeys(RULES, 0)
+            statuses = dict.fromkeys(STATUSES, 0)
             started = time.perf_counter()
             for rep in range(reps):
                 if rep % REFERENCE_EVERY == 0:
                     reference = fit(rng)
-                verdict = decide_all(generate(n, rng, scenario), reference)
+                concept = CONCEPT_N2 if scenario == "concept drift" else 1.0
+                batch = with_outputs(generate(n, rng, scenario), rng, concept)
+                verdict = decide_all(batch, reference)
+                statuses[str(verdict.pop("status"))] += 1
                 for name, fired in verdict.items():
-                    hits[name] += fired
-            for name, k in hits.items():
+                    hits[name] += bool(fired)
+            for name, k in {**hits, **{f"status {s}": k for s, k in statuses.items()}}.items():
                 low, high = clopper_pearson(k, reps)
                 rows.append(
                     {
@@ -238,11 +277,21 @@ def main() -> None:
     )
     sizes = tuple(int(s) for s in args.sizes.split(","))
     table = rates(sizes, 0.1 if args.quick else 1.0, print)
-    wide = table.pivot_table(
-        index=["scenario", "rows"], columns="rule", values="rate", sort=False
-    ).reset_index()
+    status = table["rule"].str.startswith("status ")
+    wide = (
+        table[~status]
+        .pivot_table(index=["scenario", "rows"], columns="rule", values="rate", sort=False)
+        .reset_index()
+    )
     print("\nbatch verdict rate (share of batches called drifted)")
     print(wide.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    statuses = (
+        table[status]
+        .pivot_table(index=["scenario", "rows"], columns="rule", values="rate", sort=False)
+        .reset_index()
+    )
+    print("\nbatch status (share of batches; drift decision and performance tests)")
+    print(statuses.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\nwith 95% Clopper-Pearson intervals")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\ntime per batch, monitoring.evaluate, default methods")
