@@ -74,6 +74,8 @@ class DriftConfig:
     min_effect_multivariate: float = 0.1
     mmd_max_samples: int = 2000
     mmd_permutations: int = 200
+    mmd_max_permutations: int = 2000
+    embedding_layer: str | None = None
 
     def __post_init__(self) -> None:
         check_int("drift.bins", self.bins, 2)
@@ -92,6 +94,11 @@ class DriftConfig:
         check_int("drift.simulations", self.simulations, 100)
         check_int("drift.mmd_max_samples", self.mmd_max_samples, 10)
         check_int("drift.mmd_permutations", self.mmd_permutations, 1)
+        check_int("drift.mmd_max_permutations", self.mmd_max_permutations, self.mmd_permutations)
+        if self.embedding_layer is not None and (
+            not isinstance(self.embedding_layer, str) or not self.embedding_layer
+        ):
+            raise setting_error("drift.embedding_layer", "a layer name", self.embedding_layer)
         if self.decision_mode not in DECISION_MODES:
             raise setting_error(
                 "drift.decision_mode", f"one of {', '.join(DECISION_MODES)}", self.decision_mode
