@@ -144,6 +144,8 @@ def run_demo(
                 "status": report.status,
                 "drifted": ", ".join(report.drifted_features) or "-",
                 "prediction_drift": report.prediction_drift,
+                "degraded": ", ".join(t.metric for t in report.performance_tests if t.flagged)
+                or "-",
                 "accuracy": report.performance.get("accuracy"),
                 "roc_auc": report.performance.get("roc_auc"),
                 "model_run": "yes" if report.predicted_by_model else "",
