@@ -137,7 +137,7 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Column-role options, shared by `evaluate` and `reference fit`."""
+    """Column-role options and the embedding layer, shared by `evaluate` and `reference fit`."""
     options = [
         click.option(
             "--config",
@@ -158,6 +158,11 @@ def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--id-col", help="Id column (kept in worst_samples.csv)."),
         click.option("--prediction", help="Predicted label (or value) column."),
         click.option("--target", help="Ground-truth column."),
+        click.option(
+            "--embedding-layer",
+            help="Layer of the --model-uri model whose activations are tested for drift "
+            "(`drift.embedding_layer`): captured while the model runs over the rows.",
+        ),
     ]
     for option in options:
         command = option(command)
@@ -175,8 +180,9 @@ def build_config(
     exclude: str | None,
     task: str | None,
     chunk_size: int | None = None,
+    embedding_layer: str | None = None,
 ):
-    """The config file's settings with the CLI's column roles on top."""
+    """The config file's settings with the CLI's column roles (and embedding layer) on top."""
     from monitoring.core.config import load_config
 
     config = load_config(config_path)
@@ -190,4 +196,5 @@ def build_config(
         exclude=split_list(exclude),
         task=blank_to_none(task),
     )
+    config = config.replace("drift", embedding_layer=blank_to_none(embedding_layer))
     return config.replace("evaluation", chunk_size=chunk_size)

@@ -11,6 +11,7 @@ import click
 
 from monitoring.cli.options import (
     SOURCE_HELP,
+    blank_option,
     build_config,
     database_source,
     handle_errors,
@@ -32,11 +33,18 @@ def reference() -> None:
 {SOURCE_HELP}""",
 )
 @source_argument
+@click.option(
+    "--model-uri",
+    callback=blank_option,
+    help="models:/NAME/VERSION or models:/NAME@ALIAS; run over the reference for "
+    "--embedding-layer.",
+)
 @source_options
 @role_options
 @handle_errors
 def reference_fit(
     source: str | None,
+    model_uri: str | None,
     query: str | None,
     params: tuple[str, ...],
     config_path: str | None,
@@ -49,7 +57,11 @@ def reference_fit(
 
     config = build_config(config_path, **roles)
     fitted = fit_reference(
-        database_source(source), config=config, query=query, params=parse_params(params)
+        database_source(source),
+        config=config,
+        query=query,
+        params=parse_params(params),
+        model=model_uri,
     )
     client = make_client(config.tracking.uri)
     run_id = log_reference(client, fitted, run_id=os.environ.get("MLFLOW_RUN_ID"))

@@ -52,20 +52,7 @@ def predict_frame(
     score_columns: dict[str, str],
 ) -> pd.DataFrame:
     """Predictions for `frame` as a DataFrame with the prediction (and score) columns."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            if hasattr(model, "preprocess"):
-                inputs = model.preprocess(frame)
-            else:
-                stacked = frame[list(schema.numerical)].to_numpy(dtype=np.float32, na_value=np.nan)
-                inputs = torch.from_numpy(np.array(stacked, copy=True))
-            outputs = model(inputs)
-    except Exception as error:  # the user's model may raise anything
-        raise ModelError(
-            f"the model failed on the batch: {type(error).__name__}: {error}"
-        ) from error
+    outputs = run_model(model, frame, schema)
     out = outputs.detach().cpu().numpy() if hasattr(outputs, "detach") else np.asarray(outputs)
     if schema.task == "regression":
         return pd.DataFrame({prediction_column: out.reshape(len(frame))}, index=frame.index)
@@ -87,6 +74,26 @@ def predict_frame(
         if label in score_columns:
             result[score_columns[label]] = scores[:, i]
     return result
+
+
+def run_model(model: Any, frame: pd.DataFrame, schema: Schema) -> Any:
+    """The model's raw outputs on `frame` (its `preprocess`, else the numeric features),
+    without gradients: what `predict_frame` reads, and what runs alone when only a layer's
+    activations are wanted (`drift.embedding_layer` with stored predictions)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            if hasattr(model, "preprocess"):
+                inputs = model.preprocess(frame)
+            else:
+                stacked = frame[list(schema.numerical)].to_numpy(dtype=np.float32, na_value=np.nan)
+                inputs = torch.from_numpy(np.array(stacked, copy=True))
+            return model(inputs)
+    except Exception as error:  # the user's model may raise anything
+        raise ModelError(
+            f"the model failed on the batch: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

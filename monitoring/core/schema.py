@@ -116,8 +116,13 @@ def _infer_task(target: pd.Series | None, scores: Mapping[str, str]) -> str | No
     return "regression"
 
 
-def infer_schema(sample: pd.DataFrame, config: SchemaConfig) -> tuple[Schema, list[str]]:
-    """Resolve every role from `config`, inferring what it leaves open. Returns (schema, notes)."""
+def infer_schema(
+    sample: pd.DataFrame, config: SchemaConfig, *, require_features: bool = True
+) -> tuple[Schema, list[str]]:
+    """Resolve every role from `config`, inferring what it leaves open. Returns (schema, notes).
+
+    No feature column is an error unless `require_features` is False: a batch-level test
+    (the embedding of images or text) then decides drift alone."""
     notes: list[str] = []
     columns = [str(c) for c in sample.columns]
     for role in ("id", "timestamp", "target"):
@@ -190,7 +195,12 @@ def infer_schema(sample: pd.DataFrame, config: SchemaConfig) -> tuple[Schema, li
     if overlap:
         raise SchemaError(f"column {overlap[0]!r} is listed as both numerical and categorical")
     if not numerical and not categorical:
-        raise SchemaError("no feature columns: give numerical or categorical columns")
+        if require_features:
+            raise SchemaError(
+                "no feature columns: give numerical or categorical columns, or an embedding "
+                "test (`drift.embedding_layer` with the model)"
+            )
+        notes.append("no feature columns: batch-level tests (embedding) decide input drift")
     schema = Schema(
         numerical=tuple(numerical),
         categorical=tuple(categorical),

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.collect.inference import load_model
 from monitoring.collect.sources import Source, open_source
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Engine
-from monitoring.errors import EmptyBatchError
+from monitoring.errors import EmptyBatchError, SchemaError
 from monitoring.evaluation.batch_plan import BatchPlan
 from monitoring.evaluation.fit import fit_reference, with_roles
 from monitoring.evaluation.report import BatchReport
@@ -57,7 +58,10 @@ def evaluate(
     without an id column) are left out of a second set of performance metrics, reported as
     `<metric>_excl_ignored` beside the full ones. `dataset_tests` are batch-level tests
     computed elsewhere (`monitoring.embedding_drift`): decided with the input features
-    (multiple-testing control included) and logged as `drift/dataset/<method>`.
+    (multiple-testing control included) and logged as `drift/dataset/<method>`. With
+    `drift.embedding_layer` set, `model` runs over the batch (and over the reference when it
+    is fitted here) with that layer hooked, and the embedding test (`embedding_mmd`) is
+    decided the same way; the reference may then have no feature columns (images, text).
     `progress` is called with 0 when the pass starts, then with the rows read so far after
     each chunk.
     """
@@ -70,8 +74,13 @@ def evaluate(
         categorical=categorical,
         task=task,
     )
+    if config.drift.embedding_layer is not None and isinstance(model, str):
+        model = load_model(model)  # once, for the reference and the batch
     if not isinstance(reference, Reference):
-        reference = fit_reference(reference, config=config)
+        reference = fit_reference(
+            reference, config=config, model=model, require_features=not dataset_tests
+        )
+    _check_inputs_tested(reference, config, dataset_tests)
     source = open_source(batch, query=query, params=params)
     ignored = frozenset(str(i) for i in ignored_samples)
     plan = BatchPlan(reference, config, model, where=f"batch {source.name}", ignored=ignored)
@@ -87,9 +96,10 @@ def evaluate(
             raise EmptyBatchError(f"batch {source.describe()} has no rows")
         for task in ahead:
             task.result()
-        tests = (*plan.multivariate.result(), *dataset_tests)
+        tests = (*plan.multivariate.result(), *plan.embedding.result(), *dataset_tests)
         columns, dataset = decide_drift(plan.counts, config.drift, tests, mapper=engine.map)
-    warnings = plan.warnings + plan.multivariate.warnings + _data_warnings(columns)
+    warnings = plan.warnings + plan.multivariate.warnings + plan.embedding.warnings
+    warnings += _data_warnings(columns)
     assert plan.worst is not None
     return BatchReport(
         reference=reference,
@@ -116,6 +126,19 @@ def evaluate(
             plan.performance.metrics if plan.performance is not None else None,
             config.performance,
         ),
+    )
+
+
+def _check_inputs_tested(
+    reference: Reference, config: MonitoringConfig, dataset_tests: Sequence[DatasetDrift]
+) -> None:
+    """A reference without feature columns needs a batch-level test of the inputs."""
+    if reference.schema.features or dataset_tests or config.drift.embedding_layer:
+        return
+    raise SchemaError(
+        f"reference {reference.id} has no feature columns: the batch's inputs can only be "
+        "tested by their embedding (`drift.embedding_layer` with the model) or by "
+        "`dataset_tests`"
     )
 
 

@@ -4,28 +4,31 @@ The first chunk says where predictions come from (stored columns, or the model r
 each chunk) and whether ground truth is there; that fixes the steps of the whole pass:
 
     prepare   check the chunk's columns, run the model when the batch has no prediction
+              (or for `drift.embedding_layer`, its activations captured as it runs)
     parallel  one `batch_counts` accumulator per column; the batch digest
     inline   the labels checked, performance (every row; rows not ignored), worst samples,
-             the time range
+             the time range, the sample of the embedding layer's activations
     deferred  the multivariate tests and the error per segment (they need every column)
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pandas as pd
 
-from monitoring.collect.inference import load_model, model_classes, predict_frame
+from monitoring.collect.inference import load_model, model_classes, predict_frame, run_model
 from monitoring.core.accumulator import Chunk
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Steps
 from monitoring.core.schema import Schema, check_columns
-from monitoring.errors import InvalidValueError
+from monitoring.errors import ConfigError, InvalidValueError
 from monitoring.explain.segments import SegmentErrors
 from monitoring.explain.worst_samples import WorstSamples
 from monitoring.measure.batch_counts import BatchCounts
 from monitoring.measure.batch_identity import BatchDigest, TimeRange
+from monitoring.measure.embedding_sample import EmbeddingPass
 from monitoring.measure.multivariate_pass import MultivariatePass
 from monitoring.measure.performance.outputs import (
     ModelOutputs,
@@ -55,6 +58,8 @@ class BatchPlan:
         self.where = where
         self.ignored = ignored
         self.multivariate = MultivariatePass(reference, config.drift)
+        self.embedding = EmbeddingPass(reference.embedding, config.drift)
+        self.hook: Any = None  # on the embedding layer while the model runs (`_hook_layer`)
         self.counts = BatchCounts.empty(reference, self.multivariate.scorers())
         self.digest = BatchDigest()
         self.time_range = TimeRange(self.schema.timestamp)
@@ -91,7 +96,7 @@ class BatchPlan:
         self.worst = WorstSamples(
             self.config.evaluation.worst_k, self.reference.anomaly, columns=self._kept_columns()
         )
-        inline += [self.worst.update, self.time_range.update]
+        inline += [self.worst.update, self.time_range.update, self.embedding.update]
         deferred = [self.multivariate.update]
         if self.performance is not None:
             deferred.append(self.segments.update)
@@ -141,6 +146,23 @@ class BatchPlan:
                 "the batch has no prediction column and no model was given: prediction "
                 "drift and performance are not measured"
             )
+        if self.embedding.active:
+            self._hook_layer()
+
+    def _hook_layer(self) -> None:
+        """Hook the embedding layer: the model then runs on every chunk, for its predictions
+        or, when the batch stores them, for the activations alone."""
+        from monitoring.measure.embeddings import LayerHook  # torch, only when a model runs
+
+        layer = self.config.drift.embedding_layer
+        if self.model is None:
+            raise ConfigError(
+                f"`drift.embedding_layer` is {layer!r} but no model was given to capture it: "
+                "give the model (`--model-uri`, or `model=`)"
+            )
+        if isinstance(self.model, str):
+            self.model = load_model(self.model)
+        self.hook = LayerHook(self.model, str(layer))
 
     def prepare(self, frame: pd.DataFrame, offset: int) -> Chunk:
         """Check a chunk's columns; add the model's predictions when it makes them."""
@@ -152,17 +174,22 @@ class BatchPlan:
                 need_prediction=self.has_prediction and not self.predicted_by_model,
                 need_target=self.has_truth,
             )
-        if self.predicted_by_model:
-            predictions = predict_frame(
-                self.model,
-                frame,
-                self.schema,
-                self.classes,
-                prediction_column=self.prediction_column,
-                score_columns=self.score_columns,
-            )
-            frame = frame.assign(**{c: predictions[c] for c in predictions.columns})
-        return Chunk(frame, offset, self.where)
+        chunk = Chunk(frame, offset, self.where)
+        hooked = self.hook.capturing(chunk) if self.hook is not None else contextlib.nullcontext()
+        with hooked:  # the embedding layer's activations go to chunk.derived
+            if self.predicted_by_model:
+                predictions = predict_frame(
+                    self.model,
+                    frame,
+                    self.schema,
+                    self.classes,
+                    prediction_column=self.prediction_column,
+                    score_columns=self.score_columns,
+                )
+                chunk.frame = frame.assign(**{c: predictions[c] for c in predictions.columns})
+            elif self.hook is not None:
+                run_model(self.model, frame, self.schema)  # predictions stored: activations
+        return chunk
 
     def _kept_columns(self) -> list[str]:
         """The worst samples' columns: id, time, features, truth and outputs."""

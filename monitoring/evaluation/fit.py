@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from monitoring.core.config import DriftConfig, MonitoringConfig, SchemaConfig
 from monitoring.core.engine import Engine, Steps
 from monitoring.core.schema import Schema, check_columns, infer_schema
 from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
+from monitoring.evaluation.embedding_fit import EmbeddingFit, embedding_fit, with_embedding
 from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.anomaly_fit import fit_anomaly_model
 from monitoring.measure.multivariate import ReconstructionModel
@@ -67,8 +69,16 @@ def fit_reference(
     config: MonitoringConfig | None = None,
     query: str | None = None,
     params: Mapping[str, object] | None = None,
+    model: Any = None,
+    require_features: bool = True,
 ) -> Reference:
-    """Fit a reference from a DataFrame, a file, a folder or a SQL query (one pass)."""
+    """Fit a reference from a DataFrame, a file, a folder or a SQL query (one pass).
+
+    With `drift.embedding_layer` set, `model` (a loaded module or an MLflow model URI) runs
+    over the reference and a sample of that layer's activations is kept with it
+    (`evaluation.embedding_fit`); the reference may then have no feature columns (images,
+    text). `require_features=False` allows that too, for batch-level tests given otherwise
+    (`evaluate(..., dataset_tests=...)`)."""
     config = with_roles(
         config,
         target=target,
@@ -78,23 +88,36 @@ def fit_reference(
         task=task,
     )
     opened = open_source(source, query=query, params=params)
-    return fit_reference_chunks(
+    embedding = embedding_fit(model, config.drift)
+    reference = fit_reference_chunks(
         opened.iter_chunks(config.evaluation.chunk_size),
         schema=config.schema,
         drift=config.drift,
         source=opened.describe(),
         threads=config.evaluation.threads,
         read_ahead_chunks=bool(getattr(opened, "read_ahead", False)),
+        embedding=embedding,
+        require_features=require_features and embedding is None,
     )
+    return with_embedding(reference, embedding)
 
 
 class _FitPlan:
     """The fit's accumulators, made from the first chunk once its schema is known."""
 
-    def __init__(self, schema: SchemaConfig | Schema | None, drift: DriftConfig, where: str):
+    def __init__(
+        self,
+        schema: SchemaConfig | Schema | None,
+        drift: DriftConfig,
+        where: str,
+        embedding: EmbeddingFit | None = None,
+        require_features: bool = True,
+    ):
         self.hints = schema
         self.drift = drift
         self.where = where
+        self.embedding = embedding  # the embedding layer's activations, captured in prepare
+        self.require_features = require_features
         self.schema: Schema | None = schema if isinstance(schema, Schema) else None
         self.notes: list[str] = []
         self.numeric: dict[str, NumericCollector] = {}
@@ -105,7 +128,9 @@ class _FitPlan:
     def __call__(self, first: pd.DataFrame) -> Steps:
         if self.schema is None:
             hints = self.hints if isinstance(self.hints, SchemaConfig) else SchemaConfig()
-            self.schema, self.notes = infer_schema(first, hints)
+            self.schema, self.notes = infer_schema(
+                first, hints, require_features=self.require_features
+            )
         schema = self.schema
         numeric_columns, label_columns = reference_columns(schema, first)
         features = set(schema.features)
@@ -126,6 +151,8 @@ class _FitPlan:
         chunk = Chunk(frame, offset, self.where)
         errors = reference_errors(self.schema, frame, offset=offset, where=self.where)
         chunk.derived[REFERENCE_ERRORS] = errors
+        if self.embedding is not None:
+            self.embedding.prepare(chunk, self.schema)
         return chunk
 
 
@@ -137,8 +164,15 @@ def fit_reference_chunks(
     source: str = "dataframe",
     threads: int = 0,
     read_ahead_chunks: bool = False,
+    embedding: EmbeddingFit | None = None,
+    require_features: bool = True,
 ) -> Reference:
     """Fit a reference from chunks of one source, in one pass.
+
+    `embedding` captures the embedding layer's activations while the pass runs the model;
+    the caller adds them to the result (`embedding_fit.with_embedding`, as `fit_reference`
+    does). Without it, a reference with no feature column is refused unless
+    `require_features` is False.
 
     `schema` is either resolved already (a Schema) or the roles to infer the rest from.
     Numeric columns that are constant in the reference are dropped when inferred (noted),
@@ -146,7 +180,7 @@ def fit_reference_chunks(
     `evaluation.threads`.
     """
     drift = drift or DriftConfig()
-    plan = _FitPlan(schema, drift, f"reference {source}")
+    plan = _FitPlan(schema, drift, f"reference {source}", embedding, require_features)
     with Engine(threads) as engine:
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
         if plan.schema is None or n_rows == 0:

@@ -30,6 +30,11 @@ How:
   forward pass (a cell in a loop), its last output is kept. A PackedSequence output is
   refused: hook a layer after the sequence is padded.
 
+Inside a batch evaluation or a reference fit (``drift.embedding_layer``), the model already
+runs over each chunk (its predictions): ``LayerHook(model, layer).capturing(chunk)`` wraps
+that forward pass with the same hook and leaves the rows in ``chunk.derived[EMBEDDINGS]``,
+where ``embedding_sample`` samples them; no second pass over the inputs.
+
 Memory: without ``max_rows`` every row is kept. With it, each row gets a random key from a
 generator seeded by ``seed`` and the rows with the ``max_rows`` smallest keys are kept as the
 stream goes (a reservoir sample): a uniform sample of the whole stream, in stream order, in
@@ -44,6 +49,7 @@ model raising is a ``ModelError``. ``torch`` is imported when this module is.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -53,6 +59,8 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from monitoring.core.accumulator import Chunk
+from monitoring.core.config import DriftConfig
 from monitoring.errors import (
     ConfigError,
     DataError,
@@ -61,6 +69,8 @@ from monitoring.errors import (
     ModelError,
     MonitoringError,
 )
+from monitoring.measure.embedding_sample import EMBEDDINGS, embedding_test
+from monitoring.measure.multivariate import DatasetDrift
 
 __all__ = ["DATASET_BATCH_SIZE", "LISTED_LAYERS", "capture_activations", "layer_names"]
 
@@ -100,53 +110,89 @@ def capture_activations(
         isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
     ):
         raise ConfigError(f"`max_rows` must be an integer >= 1 or None, got {max_rows!r}")
-    modules = dict(model.named_modules())
-    if not layer or layer not in modules:
-        raise ConfigError(f"unknown layer {layer!r}: {_available(layer_names(model))}")
-    module = modules[layer]
+    hook = LayerHook(model, layer)
     target = torch.device(device) if device is not None else _model_device(model)
-    sequence_axis = 0 if _batch_first(module) is False else 1
     reservoir = _Reservoir(max_rows, seed)
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: torch.nn.Module, _args: Any, output: Any) -> None:
-        # Copied now: a later in-place operation (ReLU(inplace=True)) would change it. Only the
-        # last call is kept, so a cell run in a loop holds one output, not one per step.
-        captured[:] = [_pooled(output, layer, sequence_axis)]
-
     modes = {submodule: submodule.training for submodule in model.modules()}
-    handle = module.register_forward_hook(hook)
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), hook:
             for number, batch in enumerate(_batches(inputs)):
                 tensor = _input_tensor(batch, number)
                 if tensor.shape[0] == 0:
                     continue
-                captured.clear()
                 try:
                     model(tensor.to(target))
-                except MonitoringError:  # raised by the hook
-                    raise
                 except Exception as error:  # the user's model may raise anything
                     raise ModelError(
                         f"the model failed on batch {number}: {type(error).__name__}: {error}"
                     ) from error
-                if not captured:
-                    raise ConfigError(
-                        f"layer {layer!r} did not run in the forward pass of batch {number}: "
-                        "it is not on the model's forward path; choose a layer that is"
-                    )
-                rows = captured[-1].cpu().numpy()
-                _check_finite(rows, layer, number, reservoir.seen)
-                reservoir.add(rows)
+                reservoir.add(hook.take(f"batch {number}", reservoir.seen))
     finally:
-        handle.remove()
         for submodule, training in modes.items():
             submodule.training = training
     if reservoir.seen == 0:
         raise EmptyBatchError(f"the inputs gave no rows to capture layer {layer!r} on")
     return reservoir.result()
+
+
+class LayerHook:
+    """What `layer` of `model` outputs in each forward pass, one float32 row per sample
+    (pooled as the module docstring says), while used as a context manager: a forward hook,
+    removed on exit whatever happens. `take` returns the last forward pass's rows."""
+
+    def __init__(self, model: torch.nn.Module, layer: str) -> None:
+        modules = dict(model.named_modules())
+        if not layer or layer not in modules:
+            raise ConfigError(f"unknown layer {layer!r}: {_available(layer_names(model))}")
+        self.layer = layer
+        self._module = modules[layer]
+        self._axis = 0 if _batch_first(self._module) is False else 1
+        self._captured: list[torch.Tensor] = []
+        self._error: MonitoringError | None = None
+        self._handle: Any = None
+
+    def _hook(self, _module: torch.nn.Module, _args: Any, output: Any) -> None:
+        # Copied now: a later in-place operation (ReLU(inplace=True)) would change it. Only the
+        # last call is kept, so a cell run in a loop holds one output, not one per step.
+        try:
+            self._captured[:] = [_pooled(output, self.layer, self._axis)]
+        except MonitoringError as error:  # raised by `take`, not inside the user's forward
+            self._error = error
+
+    def __enter__(self) -> LayerHook:
+        self._captured.clear()
+        self._error = None
+        self._handle = self._module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    @contextlib.contextmanager
+    def capturing(self, chunk: Chunk) -> Iterator[None]:
+        """Around a chunk's forward pass (a pass's prepare step): its activations then go
+        to `chunk.derived[EMBEDDINGS]`, for `embedding_sample`."""
+        with self:
+            yield
+        chunk.derived[EMBEDDINGS] = self.take(chunk.where, chunk.offset)
+
+    def take(self, where: str, first_row: int) -> np.ndarray:
+        """The rows the layer gave in the last forward pass over `where` (whose first row is
+        the inputs' `first_row`), checked finite; the hook then waits for the next pass."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        if not self._captured:
+            raise ConfigError(
+                f"layer {self.layer!r} did not run in the forward pass of {where}: "
+                "it is not on the model's forward path; choose a layer that is"
+            )
+        rows = self._captured.pop().cpu().numpy()
+        _check_finite(rows, self.layer, where, first_row)
+        return rows
 
 
 class _Reservoir:
@@ -240,14 +286,14 @@ def _pooled(output: Any, layer: str, sequence_axis: int) -> torch.Tensor:
     return values.to(torch.float32, copy=True).reshape(values.shape[0], -1)
 
 
-def _check_finite(rows: np.ndarray, layer: str, number: int, first_row: int) -> None:
+def _check_finite(rows: np.ndarray, layer: str, where: str, first_row: int) -> None:
     finite = np.isfinite(rows)
     if finite.all():
         return
     bad_rows = int((~finite).any(axis=1).sum())
     raise InvalidValueError(
         f"layer {layer!r} gave {int((~finite).sum())} non-finite values (NaN or inf) in "
-        f"{bad_rows} of the {len(rows)} rows of batch {number} "
+        f"{bad_rows} of the {len(rows)} rows of {where} "
         f"(rows {first_row} to {first_row + len(rows) - 1} of the inputs)"
     )
 
@@ -281,9 +327,6 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-EMBEDDING_METHOD = "embedding_mmd"
-
-
 def embedding_drift(
     model: torch.nn.Module,
     layer: str,
@@ -291,29 +334,21 @@ def embedding_drift(
     batch_inputs: Iterable[Any],
     *,
     config: Any = None,
-) -> Any:
+) -> DatasetDrift:
     """Drift of a model's embeddings: MMD between `layer`'s activations on the reference
     inputs and on the batch inputs (each a uniform sample of at most
     `drift.mmd_max_samples` rows), standardised by the reference activations.
 
-    Returns a `DatasetDrift` named `embedding_mmd`; pass it to `monitoring.evaluate` or
-    `evaluate_and_log` as `dataset_tests=[...]` to have it decided with the batch (and
-    logged as `drift/dataset/embedding_mmd`), or read its p-value directly.
+    Returns a `DatasetDrift` named `embedding_mmd`, decided alone at `drift.alpha`:
+    `drifted` is `p_value < alpha`, which is `statistic > threshold`. Pass it to
+    `monitoring.evaluate` or `evaluate_and_log` as `dataset_tests=[...]` to have it decided
+    again with the batch's features (multiple-testing control included) and logged as
+    `drift/dataset/embedding_mmd`. Within a batch evaluation that runs the model,
+    `drift.embedding_layer` does the same without a second pass over the inputs.
     """
-    from monitoring.core.config import DriftConfig
-    from monitoring.measure.multivariate import mmd_drift
-
     drift = config if config is not None else DriftConfig()
     limit = drift.mmd_max_samples
     reference = capture_activations(model, layer, reference_inputs, max_rows=limit, seed=drift.seed)
     batch = capture_activations(model, layer, batch_inputs, max_rows=limit, seed=drift.seed + 1)
-    center = reference.mean(axis=0)
-    scale = reference.std(axis=0)
-    scale[scale == 0] = 1.0  # a unit that never moves in the reference: left unscaled
-    return mmd_drift(
-        (reference - center) / scale,
-        (batch - center) / scale,
-        drift,
-        method=EMBEDDING_METHOD,
-        n=len(batch),
-    )
+    test = embedding_test(reference, batch, drift, n=len(batch))
+    return test.decided(test.p_value < drift.alpha)

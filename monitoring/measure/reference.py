@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,22 @@ class CategoricalReference:
 ColumnReference = NumericalReference | CategoricalReference
 
 
+@dataclass(frozen=True, eq=False)
+class EmbeddingReference:
+    """The activations of one layer of the model over the reference rows, captured while the
+    model ran at fit: a uniform sample of at most `drift.mmd_max_samples` rows (float32,
+    one per sample), what the embedding MMD test compares each batch's sample with."""
+
+    layer: str
+    sample: np.ndarray
+    n_rows: int  # reference rows the sample was drawn from
+
+    def update_digest(self, h: Any) -> None:
+        """Add this to a reference's digest."""
+        h.update(f"embedding|{self.layer}|{self.n_rows}|{self.sample.shape}".encode())
+        h.update(np.ascontiguousarray(self.sample, dtype=np.float32).tobytes())
+
+
 @dataclass(frozen=True)
 class Reference:
     """A fitted reference (make one with `monitoring.fit_reference`); `id` is its digest."""
@@ -106,6 +123,9 @@ class Reference:
     # batch's performance is tested against. Part of the id when present (it is not
     # implied by the columns' profiles), so files from before it keep theirs.
     performance: PerformanceSummary | None = None
+    # The embedding layer's activations (`drift.embedding_layer`, fitted with the model).
+    # Part of the id when present, so files from before it keep theirs.
+    embedding: EmbeddingReference | None = None
 
     def profile(self, column: str) -> ColumnReference:
         return self.profiles[column]
@@ -143,6 +163,8 @@ class Reference:
                     h.update(np.ascontiguousarray(array).tobytes())
         if self.performance is not None:
             self.performance.update_digest(h)
+        if self.embedding is not None:
+            self.embedding.update_digest(h)
         return h.hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ from monitoring.measure.performance.summary import PerformanceSummary
 from monitoring.measure.reference import (
     CategoricalReference,
     ColumnReference,
+    EmbeddingReference,
     NumericalReference,
     Reference,
 )
@@ -30,6 +31,7 @@ ARRAYS_NAME = "reference.npz"
 _ARRAYS = ("edges", "counts", "support", "support_counts")
 _SEGMENT_ARRAYS = ("segment_error_sum", "segment_error_count", "segment_error_sq_sum")
 _PERFORMANCE = "performance."  # prefix of the reference performance's arrays
+_EMBEDDING = "embedding.sample"  # the embedding layer's activations (float32, exact)
 
 
 def save_reference(reference: Reference, folder: str | Path) -> Path:
@@ -69,6 +71,9 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
     if reference.performance is not None:
         performance, parts = reference.performance.to_parts()
         arrays.update({f"{_PERFORMANCE}{name}": array for name, array in parts.items()})
+    embedding = reference.embedding
+    if embedding is not None:
+        arrays[_EMBEDDING] = embedding.sample
     meta = {
         "format_version": FORMAT_VERSION,
         "id": reference.id,
@@ -82,6 +87,9 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "notes": list(reference.notes),
         "id_duplicate_rows": reference.id_duplicate_rows,
         "performance": performance,
+        "embedding": (
+            None if embedding is None else {"layer": embedding.layer, "n_rows": embedding.n_rows}
+        ),
         "profiles": profiles,
         "anomaly": reference.anomaly.to_dict() if reference.anomaly is not None else None,
         "multivariate": (
@@ -113,6 +121,14 @@ def _stored_performance(meta: dict, arrays: Any) -> PerformanceSummary | None:
     names = [name for name in arrays.files if name.startswith(_PERFORMANCE)]
     parts = {name.removeprefix(_PERFORMANCE): arrays[name] for name in names}
     return PerformanceSummary.from_parts(meta["performance"], parts)
+
+
+def _stored_embedding(meta: dict, arrays: Any) -> EmbeddingReference | None:
+    """The embedding layer's activations; None in files from before them, or without."""
+    found = meta.get("embedding")
+    if not found or _EMBEDDING not in arrays:
+        return None
+    return EmbeddingReference(str(found["layer"]), arrays[_EMBEDDING], int(found["n_rows"]))
 
 
 def load_reference_files(folder: str | Path) -> Reference:
@@ -167,6 +183,7 @@ def load_reference_files(folder: str | Path) -> Reference:
         id=meta["id"],
         id_duplicate_rows=meta.get("id_duplicate_rows"),
         performance=_stored_performance(meta, arrays),
+        embedding=_stored_embedding(meta, arrays),
         anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
         multivariate=(
             ReconstructionModel.from_dict(meta["multivariate"])

@@ -59,14 +59,20 @@ def obtain_reference(
     client: MlflowClient,
     reference: Reference | pd.DataFrame | str | Source,
     config: MonitoringConfig,
+    *,
+    model: Any = None,
+    require_features: bool = True,
 ) -> Reference:
-    """A reference id is loaded from the store; data is fitted and logged once."""
+    """A reference id is loaded from the store; data is fitted and logged once (`model` and
+    `require_features` as for `fit_reference`: the model runs for `drift.embedding_layer`)."""
     if isinstance(reference, Reference):
         fitted = reference
     elif is_reference_id(reference):
         return load_reference(client, reference)  # type: ignore[arg-type]
     else:
-        fitted = fit_reference(reference, config=config)
+        fitted = fit_reference(
+            reference, config=config, model=model, require_features=require_features
+        )
     log_reference(client, fitted)
     return fitted
 
@@ -113,7 +119,13 @@ def evaluate_and_log(
     experiment = experiment_name_for(config, info.name)
     if batch_id is not None and not replace and run_id is None:
         _refuse_duplicate(client, experiment, info, batch_id)
-    fitted = obtain_reference(client, reference, config)
+    fitted = obtain_reference(
+        client,
+        reference,
+        config,
+        model=model if model is not None else model_uri,
+        require_features=not dataset_tests,
+    )
     ignored = (
         ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
     )
