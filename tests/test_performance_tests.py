@@ -280,6 +280,37 @@ def concept_reference() -> monitoring.Reference:
     )
 
 
+def test_reference_output_rows_merge_through_their_states():
+    """The fit's collector of truth and outputs follows the accumulator protocol: two
+    partitions sent through their states and merged give the same reference performance."""
+    from monitoring.core.accumulator import Chunk
+    from monitoring.core.schema import Schema
+    from monitoring.measure.performance.reference_rows import OutputRows, reference_performance
+
+    frame = _frame(3000, np.random.default_rng(71))
+    schema = Schema(
+        numerical=("x1", "x2"),
+        categorical=("region",),
+        target="label",
+        prediction="prediction",
+        prediction_scores={"yes": "proba_yes"},
+        task="classification",
+    )
+    parts = []
+    for start, stop in ((0, 1100), (1100, 3000)):
+        rows = OutputRows(schema)
+        rows.update(Chunk(frame.iloc[start:stop], start, "reference test"))
+        parts.append(rows.from_state(rows.to_state()))
+    whole = OutputRows(schema)
+    whole.update(Chunk(frame, 0, "reference test"))
+    classes = ("no", "yes")
+    merged = reference_performance(schema, classes, parts[0].merge(parts[1]).result())
+    expected = reference_performance(schema, classes, whole.result())
+    assert merged is not None and expected is not None
+    assert merged.metrics == pytest.approx(expected.metrics, rel=1e-12)
+    np.testing.assert_array_equal(merged.confusion, expected.confusion)
+
+
 def test_reference_keeps_its_performance_through_its_files(concept_reference):
     performance = concept_reference.performance
     assert isinstance(performance, PerformanceSummary)
