@@ -34,6 +34,7 @@ from monitoring.errors import (
     ColumnNotFoundError,
     ConfigError,
     DatabaseUnreachableError,
+    DataError,
     DtypeMismatchError,
     DuplicateBatchError,
     EmptyBatchError,
@@ -41,10 +42,11 @@ from monitoring.errors import (
     ModelError,
     QueryParameterError,
     SchemaError,
+    SourceError,
     TrackingUnreachableError,
 )
 from monitoring.evaluation.batch import evaluate
-from monitoring.evaluation.fit import fit_reference
+from monitoring.evaluation.fit import MIN_REFERENCE_ROWS, fit_reference
 from monitoring.stats.registry import METHODS
 from monitoring.track.pipeline import evaluate_and_log
 
@@ -351,6 +353,120 @@ def test_a_safe_feature_name_keeps_its_key_when_an_unsafe_one_maps_onto_it(
     keys = feature_keys(store, logged.run_id, tmp_path)
     assert sorted(keys) == ["a@b"]
     assert keys["a@b"] != "a_b"
+
+
+# -- list and struct columns -------------------------------------------------------------------
+
+NESTED = [
+    pytest.param([1, 2], "list", id="list"),
+    pytest.param(("a", "b"), "list", id="tuple"),
+    pytest.param(np.array([1.0, 2.0]), "list", id="array"),
+    pytest.param({"a": 1}, r"struct \(dict\)", id="dict"),
+]
+
+
+@pytest.mark.parametrize(("value", "kind"), NESTED)
+def test_a_list_or_struct_column_in_the_reference_is_refused_by_name(
+    value: object, kind: str
+) -> None:
+    reference = REFERENCE.assign(tags=[value] * len(REFERENCE))
+    with pytest.raises(DtypeMismatchError, match=rf"column 'tags' holds {kind} values") as caught:
+        fit_reference(reference, target="label")
+    assert "at row 0" in str(caught.value) and "--exclude" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [pytest.param([1, 2], "list", id="list"), pytest.param({"a": 1, "b": "x"}, "struct")],
+)
+def test_a_parquet_list_or_struct_column_is_refused_naming_the_file(
+    value: object, kind: str, tmp_path: Path
+) -> None:
+    REFERENCE.assign(tags=[value] * len(REFERENCE)).to_parquet(tmp_path / "reference.parquet")
+    with pytest.raises(DtypeMismatchError, match=rf"column 'tags' holds {kind}") as caught:
+        fit_reference(tmp_path / "reference.parquet", target="label")
+    assert "reference.parquet" in str(caught.value)
+
+
+def test_a_list_further_down_a_text_column_is_named_with_its_row() -> None:
+    batch = BATCH.astype({"color": object})
+    batch.at[ROW, "color"] = ["red", "blue"]
+    pattern = rf"column 'color' holds list values .* at row {ROW}"
+    with pytest.raises(DtypeMismatchError, match=pattern):
+        evaluate(batch, REFERENCE, config=CHUNKED)
+
+
+# -- a reference too small to describe a distribution ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "options", "rows"),
+    [
+        pytest.param(REFERENCE.head(3), {"target": "label"}, "3 rows", id="with-target"),
+        pytest.param(REFERENCE[["price"]].head(1), {}, "1 row", id="one-feature-one-row"),
+    ],
+)
+def test_a_reference_below_the_minimum_rows_is_refused_with_count_and_source(
+    frame: pd.DataFrame, options: dict[str, str], rows: str, tmp_path: Path
+) -> None:
+    frame.to_csv(tmp_path / "tiny.csv", index=False)
+    with pytest.raises(DataError, match=rf"has {rows}; a reference needs at least 10") as caught:
+        fit_reference(tmp_path / "tiny.csv", **options)
+    assert str(tmp_path / "tiny.csv") in str(caught.value)
+
+
+def test_a_reference_of_the_minimum_rows_is_fitted() -> None:
+    assert fit_reference(REFERENCE.head(MIN_REFERENCE_ROWS), target="label").n_rows == 10
+
+
+def test_cli_reference_fit_below_the_minimum_rows_exits_1(csv_files: Path, store: MlflowClient):
+    REFERENCE.head(2).to_csv(csv_files / "tiny.csv", index=False)
+    result = CliRunner().invoke(main, ["reference", "fit", "tiny.csv", "--target", "label"])
+    assert result.exit_code == 1, result.output
+    assert re.match(r"error: reference \S*tiny\.csv has 2 rows; a reference needs", result.stderr)
+
+
+# -- a CSV header that names a column twice ----------------------------------------------------
+
+
+def test_a_batch_csv_header_that_names_a_column_twice_is_refused(csv_files: Path) -> None:
+    text = BATCH.to_csv(index=False).splitlines()
+    text[0] += ",price"
+    rows = [line + ",1.0" for line in text[1:]]
+    (csv_files / "bad.csv").write_text("\n".join([text[0], *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"the header names column\(s\) 'price' more than once"):
+        evaluate("bad.csv", "reference.csv")
+    with pytest.raises(SourceError, match=r"pandas would read the copies as 'price\.1'"):
+        fit_reference("bad.csv")
+
+
+def test_a_column_named_like_a_renamed_copy_is_read_as_written(csv_files: Path) -> None:
+    REFERENCE.assign(**{"price.1": REFERENCE["price"] * 2}).to_csv("ref.csv", index=False)
+    assert "price.1" in fit_reference("ref.csv", target="label").schema.numerical
+
+
+# -- class probabilities outside [0, 1], named by the user's column ----------------------------
+
+
+def with_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    p_b = np.where(frame["prediction"] == "b", 0.8, 0.3)
+    return frame.assign(proba_a=1.0 - p_b, proba_b=p_b)
+
+
+@pytest.mark.parametrize("value", [-0.7, 1.5, np.nan])
+def test_a_score_outside_0_1_is_named_by_its_column_and_row(
+    value: float, csv_files: Path
+) -> None:
+    reference = fit_reference(with_scores(REFERENCE), target="label")
+    pattern = rf"score column 'proba_b' \(class 'b'\) has {value} at row {ROW}"
+    bad = set_at("proba_b", ROW, value)(with_scores(BATCH))
+    with pytest.raises(InvalidValueError, match=pattern):
+        evaluate(bad, reference, config=CHUNKED)
+    bad.to_csv(csv_files / "bad.csv", index=False)
+    with pytest.raises(InvalidValueError, match=pattern):
+        evaluate("bad.csv", reference, config=CHUNKED)
+    with pytest.raises(InvalidValueError, match=pattern):
+        fit_reference(set_at("proba_b", ROW, value)(with_scores(REFERENCE)), config=CHUNKED)
 
 
 # -- 9, 10, 11: unreachable database, tracking server, model ------------------------------------

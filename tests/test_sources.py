@@ -672,6 +672,47 @@ def test_a_malformed_csv_row_names_file_and_line(tmp_path: Path, chunk_size: int
 
 
 @pytest.mark.parametrize(
+    ("text", "options", "named", "copies"),
+    [
+        pytest.param("a,b,a\n1,2,3\n", None, "'a'", "'a.1'", id="twice"),
+        pytest.param("a,a,b,a\n1,2,3,4\n", None, "'a'", "'a.1', 'a.2'", id="three-times"),
+        pytest.param(
+            "# made by hand\nx;y;x\n1;2;3\n",
+            {"sep": ";", "comment": "#"},
+            "'x'",
+            "'x.1'",
+            id="read-options",
+        ),
+    ],
+)
+def test_a_csv_header_naming_a_column_twice_is_refused(
+    tmp_path: Path, text: str, options: dict[str, str] | None, named: str, copies: str
+) -> None:
+    (tmp_path / "dup.csv").write_text(text)
+
+    with pytest.raises(SourceError, match=rf"dup\.csv: the header names column\(s\) {named}"):
+        list(CsvSource(tmp_path / "dup.csv", read_options=options).iter_chunks())
+    with pytest.raises(SourceError, match=f"pandas would read the copies as {copies}"):
+        list(CsvSource(tmp_path / "dup.csv", read_options=options).iter_chunks())
+
+
+def test_a_csv_column_named_like_a_copy_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "ok.csv").write_text("a,a.1\n1,2\n")
+
+    assert list(next(CsvSource(tmp_path / "ok.csv").iter_chunks()).columns) == ["a", "a.1"]
+
+
+def test_a_parquet_schema_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([[1, 2], [3, 4]], names=["a", "a"]), tmp_path / "dup.parquet")
+
+    with pytest.raises(SourceError, match=r"dup\.parquet: the schema names column\(s\) 'a'"):
+        list(ParquetSource(tmp_path / "dup.parquet").iter_chunks())
+
+
+@pytest.mark.parametrize(
     "damage",
     [
         pytest.param(lambda data: data[: len(data) // 2], id="truncated"),

@@ -78,8 +78,32 @@ def _factorized(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
             renumbered = np.append(np.cumsum(used) - 1, -1)
             codes, categories = renumbered[codes], categories[used]
         return codes, pd.Series(categories)
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    try:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    except TypeError as exc:  # unhashable values: lists, dicts, arrays
+        raise _nested_values_error(series) from exc
     return codes, pd.Series(uniques)
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _nested_values_error(series: pd.Series) -> DtypeMismatchError:
+    """The error for a column whose values cannot be hashed, naming the first such row."""
+    values = series.to_numpy(dtype=object)
+    position = next((i for i, v in enumerate(values) if not _hashable(v)), 0)
+    value = values[position]
+    kind = "struct (dict)" if isinstance(value, Mapping) else type(value).__name__
+    return DtypeMismatchError(
+        f"column {series.name!r} holds {kind} values ({repr(value)[:60]} at row "
+        f"{series.index[position]}); list and struct columns cannot be monitored: exclude "
+        "the column (`schema.exclude`, --exclude) or flatten it into scalar columns"
+    )
 
 
 def _distinct_label_values(series: pd.Series) -> pd.Series:
@@ -107,16 +131,38 @@ def score_matrix(
     """Class probabilities (rows x classes, in `classes` order), or None when incomplete.
 
     A binary task may give one class's probability only; the other is its complement.
+    Every score read must be a probability in [0, 1]: InvalidValueError otherwise, naming
+    the score column, its class and the row (the frame's index: the row number in the
+    source for files and queries).
     """
     given = [c for c in classes if c in score_columns and score_columns[c] in frame.columns]
     if len(classes) == 2 and len(given) == 1:
         p = frame[score_columns[given[0]]].to_numpy(dtype=np.float64, na_value=np.nan)
+        _check_probabilities(frame, p[:, None], [score_columns[given[0]]], given)
         pair = np.column_stack([1.0 - p, p])
         return pair if given[0] == classes[1] else pair[:, ::-1]
     if not given or len(given) != len(classes):
         return None
     columns = [score_columns[c] for c in classes]
-    return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    scores = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    _check_probabilities(frame, scores, columns, classes)
+    return scores
+
+
+def _check_probabilities(
+    frame: pd.DataFrame, scores: np.ndarray, columns: Sequence[str], classes: Sequence[str]
+) -> None:
+    """InvalidValueError naming the first score outside [0, 1] (or missing) by column."""
+    # min and max are NaN if any value is, so this one check lets only valid scores pass.
+    if scores.size == 0 or (float(scores.min()) >= 0.0 and float(scores.max()) <= 1.0):
+        return
+    bad = ~((scores >= 0.0) & (scores <= 1.0))
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    raise InvalidValueError(
+        f"score column {columns[col]!r} (class {str(classes[col])!r}) has "
+        f"{float(scores[row, col])!r} at row {frame.index[row]}: class scores must be "
+        f"probabilities in [0, 1] ({int(bad.sum())} such value(s) in this chunk)"
+    )
 
 
 def label_codes(series: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:

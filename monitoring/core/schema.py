@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from monitoring.core.config import SchemaConfig
-from monitoring.errors import ColumnNotFoundError, SchemaError
+from monitoring.errors import ColumnNotFoundError, DtypeMismatchError, SchemaError
 
 TARGET_NAMES = ("target", "label", "y", "y_true", "ground_truth", "truth", "actual")
 PREDICTION_NAMES = ("prediction", "pred", "y_pred", "predicted", "yhat")
@@ -249,3 +249,28 @@ def check_columns(
             f"{where} has column(s) {', '.join(map(repr, extra))} that the reference does not "
             "have; drop them or list them in `schema.exclude` when fitting the reference"
         )
+    for column in schema.columns:
+        if column in present:
+            check_scalar_column(frame[column], column=column, where=where)
+
+
+def check_scalar_column(series: pd.Series, *, column: str, where: str) -> None:
+    """DtypeMismatchError when a text column's first value is a list or a struct (a dict),
+    as Parquet lists and structs and JSON arrays arrive: such values have no histogram or
+    category to monitor. Only the first present value is looked at (a cheap check per
+    chunk); `collect.columns` names a list found further down when it hashes the column."""
+    if series.dtype != object:
+        return
+    present = series.notna().to_numpy()
+    if not present.any():
+        return
+    position = int(present.argmax())
+    value = series.iat[position]
+    if isinstance(value, str) or not pd.api.types.is_list_like(value):
+        return
+    kind = "struct (dict)" if isinstance(value, Mapping) else "list"
+    raise DtypeMismatchError(
+        f"{where}: column {column!r} holds {kind} values ({repr(value)[:60]} at row "
+        f"{series.index[position]}); list and struct columns cannot be monitored: exclude "
+        "the column (`schema.exclude`, --exclude) or flatten it into scalar columns"
+    )

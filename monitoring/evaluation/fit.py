@@ -23,7 +23,7 @@ from monitoring.core.accumulator import Chunk
 from monitoring.core.config import DriftConfig, MonitoringConfig, SchemaConfig
 from monitoring.core.engine import Engine, Steps
 from monitoring.core.schema import Schema, check_columns, infer_schema
-from monitoring.errors import EmptyBatchError, InvalidValueError, SchemaError
+from monitoring.errors import DataError, EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.evaluation.embedding_fit import EmbeddingFit, embedding_fit, with_embedding
 from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.anomaly_fit import fit_anomaly_model
@@ -51,6 +51,12 @@ from monitoring.measure.reference_fit import (
 from monitoring.stats.calibration import BridgeNull, wasserstein_null
 
 ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly score
+MIN_REFERENCE_ROWS = 10
+"""The fewest rows a reference may have: with fewer, quantile bin edges (10 bins by
+default), category vocabularies and the thresholds calibrated at the reference's size
+describe a handful of values, not a distribution (a one-row reference made every numeric
+column constant, so nothing was monitored and every batch came out `ok`). The MMD test
+needs as many (`stats.mmd.MIN_ROWS`)."""
 
 
 def with_roles(config: MonitoringConfig | None, **roles: object) -> MonitoringConfig:
@@ -185,6 +191,12 @@ def fit_reference_chunks(
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
         if plan.schema is None or n_rows == 0:
             raise EmptyBatchError(f"reference {source} has no rows")
+        if n_rows < MIN_REFERENCE_ROWS:
+            raise DataError(
+                f"reference {source} has {n_rows} row{'s' * (n_rows > 1)}; a reference "
+                f"needs at least {MIN_REFERENCE_ROWS} (MIN_REFERENCE_ROWS) for its bins, "
+                "vocabularies and thresholds to describe a distribution"
+            )
         numerical_given = isinstance(schema, Schema) or (
             isinstance(schema, SchemaConfig) and schema.numerical is not None
         )

@@ -1,7 +1,9 @@
 """File sources: a CSV file, a Parquet file, or a folder of either, read in chunks.
 
 Errors name the file at fault (and the line, for a malformed CSV row); a missing,
-truncated or foreign file is a SourceError, never a raw pandas or pyarrow exception.
+truncated or foreign file is a SourceError, never a raw pandas or pyarrow exception. A
+header that names a column twice is refused with the names: pandas would silently rename
+the copy (`x.1`) and every later message would name a column the user never wrote.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ _TSV_SUFFIXES = (".tsv", ".tsv.gz")
 # Options that iter_chunks owns; letting read_options set them would break chunking.
 _RESERVED_CSV_OPTIONS = frozenset({"filepath_or_buffer", "chunksize", "iterator"})
 _LINE = re.compile(r"\bline (\d+)")
+# pandas renames the second `x` of a header `x.1`, the third `x.2`...
+_RENAMED_COPY = re.compile(r"^(?P<name>.*)\.[1-9][0-9]*$")
+# The read_csv options that say where the header row is and how it is split.
+_HEADER_OPTIONS = frozenset(
+    {"sep", "delimiter", "quotechar", "quoting", "escapechar", "doublequote", "comment"}
+    | {"skipinitialspace", "encoding", "encoding_errors", "compression", "skiprows"}
+    | {"lineterminator", "dialect", "engine", "skip_blank_lines", "header"}
+)
 
 
 def file_format(path: str | os.PathLike[str]) -> str | None:
@@ -120,12 +130,47 @@ class CsvSource(_FileSource):
         except (ValueError, OSError) as exc:
             raise self._error(exc) from exc
         with reader:
+            checked = False
             try:
                 for chunk in reader:
+                    if not checked:
+                        self._check_header(list(chunk.columns))
+                        checked = True
                     yield number_rows(chunk, start)
                     start += len(chunk)
             except (ValueError, OSError) as exc:
                 raise self._error(exc) from exc
+
+    def _check_header(self, columns: list[Any]) -> None:
+        """SourceError when the header names a column twice. pandas has renamed the copies
+        by then, so the header row is read again, as written, only when a column's name
+        looks like such a copy (`x.1` beside `x`)."""
+        names = [str(c) for c in columns]
+        copies = [c for c in names if (m := _RENAMED_COPY.match(c)) and m["name"] in names]
+        if not copies:
+            return
+        header = self._header_as_written()
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise SourceError(
+                f"{self._path}: the header names column(s) {', '.join(map(repr, duplicated))} "
+                f"more than once (pandas would read the copies as {', '.join(map(repr, copies))}"
+                "); give every column a unique name"
+            )
+
+    def _header_as_written(self) -> list[str]:
+        """The names in the header row, duplicates kept ([] when read_options give the
+        names or say there is no single header row)."""
+        import pandas as pd
+
+        header = self._options.get("header", "infer")
+        if "names" in self._options or header is None or isinstance(header, list | tuple):
+            return []
+        row = 0 if header == "infer" else int(header)
+        options = {k: v for k, v in self._options.items() if k in _HEADER_OPTIONS}
+        options.update(header=None, nrows=row + 1, dtype=str, keep_default_na=False)
+        rows = pd.read_csv(self._path, **options)
+        return [str(v) for v in rows.iloc[row]] if len(rows) > row else []
 
     def _error(self, exc: Exception) -> SourceError:
         import pandas as pd
@@ -157,6 +202,14 @@ class ParquetSource(_FileSource):
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"{self._path}: not a readable Parquet file: {exc}") from exc
         with parquet:
+            names = parquet.schema_arrow.names
+            duplicated = sorted({name for name in names if names.count(name) > 1})
+            if duplicated:
+                raise SourceError(
+                    f"{self._path}: the schema names column(s) "
+                    f"{', '.join(map(repr, duplicated))} more than once; give every column "
+                    "a unique name"
+                )
             if parquet.metadata.num_rows == 0:
                 yield parquet.schema_arrow.empty_table().to_pandas()
                 return
