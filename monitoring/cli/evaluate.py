@@ -13,6 +13,7 @@ import click
 from monitoring.cli.options import (
     EXIT_ALERT,
     EXIT_DRIFT,
+    EXIT_QUALITY,
     SOURCE_HELP,
     blank_option,
     build_config,
@@ -71,7 +72,8 @@ from monitoring.cli.options import (
 @click.option(
     "--fail-on-drift",
     is_flag=True,
-    help=f"Exit with code {EXIT_DRIFT} when the batch status is not ok.",
+    help=f"Exit with code {EXIT_DRIFT} when the batch status is drift or degraded, "
+    f"{EXIT_QUALITY} when it is quality (a data-quality finding only).",
 )
 @source_options
 @role_options
@@ -125,6 +127,8 @@ def evaluate(
         click.echo(f"performance: {shown}")
     for line in degraded_lines(report):
         click.echo(f"degraded: {line}")
+    for finding in report.quality_findings:
+        click.echo(f"quality: {finding.feature}: {finding.check}: {finding.reason}")
     click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
     click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
     store = mask_url(logged.tracking_uri)  # a database URL may carry a password
@@ -136,5 +140,7 @@ def evaluate(
         click.echo(f"alert: {', '.join(report.alerts)}")
     if fail_on_alert and report.alerts:
         sys.exit(EXIT_ALERT)
+    if fail_on_drift and report.status == "quality":
+        sys.exit(EXIT_QUALITY)
     if fail_on_drift and report.status != "ok":
         sys.exit(EXIT_DRIFT)

@@ -3,7 +3,10 @@ the source and column-role options and the config they build.
 
 Exit codes: 0 done; 1 a monitoring error (bad input, unreachable store, ...), printed as
 one line; 2 a usage error (click); 3 the batch drifted and `--fail-on-drift` was given;
-4 an alert rule fired at the batch and `--fail-on-alert` was given.
+4 an alert rule fired at the batch and `--fail-on-alert` was given; 5 the tracking store
+failed or cannot be reached (an evaluation that was computed is kept in the outbox, and the
+one line says where: `monitoring sync` logs it later); 7 `monitoring doctor` found
+inconsistencies it did not repair.
 
 Database URLs: every command that reads a database takes its URL from MONITORING_DB_URL
 when the SOURCE argument (`--db-url` for `fetch`) is omitted, empty (an unset MLproject
@@ -24,11 +27,19 @@ from typing import Any
 import click
 
 from monitoring.core.masking import mask_secrets, url_secrets
-from monitoring.errors import MonitoringError, SourceError
+from monitoring.errors import (
+    MonitoringError,
+    NotLoggedError,
+    SourceError,
+    TrackingUnreachableError,
+)
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 3
 EXIT_ALERT = 4
+EXIT_NOT_LOGGED = 5  # the store failed: what was computed waits in the outbox
+EXIT_QUALITY = 6  # --fail-on-drift and the status is `quality`: fix a pipeline, not a model
+EXIT_INCONSISTENT = 7  # `monitoring doctor`: inconsistencies left to repair
 
 
 DB_URL_ENV = "MONITORING_DB_URL"
@@ -67,7 +78,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except MonitoringError as error:
             click.echo(f"error: {mask_secrets(' '.join(str(error).split()))}", err=True)
-            sys.exit(EXIT_ERROR)
+            store_failed = isinstance(error, NotLoggedError | TrackingUnreachableError)
+            sys.exit(EXIT_NOT_LOGGED if store_failed else EXIT_ERROR)
 
     return wrapper
 

@@ -206,6 +206,28 @@ class SchemaConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """Data-quality checks (docs/statistics.md, "Data quality"): their own family in the
+    multiple-testing control, so they neither dilute nor are diluted by the drift tests."""
+
+    alpha: float = 0.01
+    # A batch's anomalous-row rate is a finding from this multiple of the reference's on.
+    anomaly_rate_factor: float = 2.0
+    # Row volume: a finding when a batch has fewer than 1/factor or more than factor times
+    # the median rows of the model version's earlier batches (at least `volume_batches`).
+    volume_factor: float = 5.0
+    volume_batches: int = 3
+
+    def __post_init__(self) -> None:
+        check_fraction("quality.alpha", self.alpha)
+        for key in ("anomaly_rate_factor", "volume_factor"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 1:
+                raise setting_error(f"quality.{key}", "a number > 1", value)
+        check_int("quality.volume_batches", self.volume_batches, 1)
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """How a batch is read and what is kept of it."""
 
@@ -224,15 +246,26 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     """Where runs go. `uri` is used only when MLFLOW_TRACKING_URI is unset; `history`
-    keeps a parent run per model version whose metric history draws batches as lines."""
+    keeps a parent run per model version whose metric history draws batches as lines.
+    `outbox`: the folder where a finished evaluation waits until it is logged
+    (MONITORING_OUTBOX wins; default: the user's cache). `stale_after`: seconds without a
+    sign of life after which another evaluation's lock or run counts as abandoned
+    (docs/reliability.md)."""
 
     uri: str | None = None
     experiment: str = "monitoring-{model_name}"
     history: bool = True
+    outbox: str | None = None
+    stale_after: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.experiment:
             raise setting_error("tracking.experiment", "a non-empty name", self.experiment)
+        if self.outbox is not None and (not isinstance(self.outbox, str) or not self.outbox):
+            raise setting_error("tracking.outbox", "a folder path", self.outbox)
+        stale = self.stale_after
+        if isinstance(stale, bool) or not isinstance(stale, int | float) or not stale > 0:
+            raise setting_error("tracking.stale_after", "a number of seconds > 0", stale)
 
 
 @dataclass(frozen=True)
@@ -264,6 +297,7 @@ class MonitoringConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def replace(self, section: str, **changes: Any) -> MonitoringConfig:
         """A copy with some fields of one section changed (None values are ignored)."""
@@ -295,6 +329,7 @@ _SECTIONS = {
     "tracking": TrackingConfig,
     "alerts": AlertConfig,
     "performance": PerformanceConfig,
+    "quality": QualityConfig,
 }
 
 

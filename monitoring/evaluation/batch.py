@@ -26,6 +26,7 @@ from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift import ColumnDrift, batch_free_nulls, decide_drift
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.performance.tests import performance_tests
+from monitoring.measure.quality import decide_quality
 from monitoring.measure.reference import FEATURE, Reference
 
 __all__ = ["evaluate"]
@@ -98,6 +99,7 @@ def evaluate(
             task.result()
         tests = (*plan.multivariate.result(), *plan.embedding.result(), *dataset_tests)
         columns, dataset = decide_drift(plan.counts, config.drift, tests, mapper=engine.map)
+        quality = decide_quality(plan.quality(), config.quality)
     warnings = plan.warnings + plan.multivariate.warnings + plan.embedding.warnings
     warnings += _data_warnings(columns)
     assert plan.worst is not None
@@ -126,6 +128,7 @@ def evaluate(
             plan.performance.metrics if plan.performance is not None else None,
             config.performance,
         ),
+        quality=quality,
     )
 
 

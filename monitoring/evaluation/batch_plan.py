@@ -5,10 +5,12 @@ each chunk) and whether ground truth is there; that fixes the steps of the whole
 
     prepare   check the chunk's columns, run the model when the batch has no prediction
               (or for `drift.embedding_layer`, its activations captured as it runs)
-    parallel  one `batch_counts` accumulator per column; the batch digest
+    parallel  one `batch_counts` accumulator per column; the batch digest; the id column's
+              duplicates
     inline   the labels checked, performance (every row; rows not ignored), worst samples,
              the time range, the sample of the embedding layer's activations
-    deferred  the multivariate tests and the error per segment (they need every column)
+    deferred  the multivariate tests, the anomalous rows and the error per segment (they
+              need every column)
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from monitoring.measure.performance.outputs import (
     PerformanceAccumulator,
     rows_not_ignored,
 )
+from monitoring.measure.quality import QualityCheck, batch_quality
+from monitoring.measure.quality_counts import AnomalyFlags, DuplicateIds
 from monitoring.measure.reference import Reference
 
 DEFAULT_PREDICTION_COLUMN = "prediction"
@@ -64,6 +68,8 @@ class BatchPlan:
         self.digest = BatchDigest()
         self.time_range = TimeRange(self.schema.timestamp)
         self.segments = SegmentErrors(reference)
+        self.duplicates = DuplicateIds(self.schema.id) if self.schema.id else None
+        self.anomalies = AnomalyFlags(reference.anomaly) if reference.anomaly else None
         self.prediction_column = self.schema.prediction or DEFAULT_PREDICTION_COLUMN
         self.score_columns = dict(self.schema.prediction_scores)
         self.classes = reference.classes
@@ -98,11 +104,16 @@ class BatchPlan:
         )
         inline += [self.worst.update, self.time_range.update, self.embedding.update]
         deferred = [self.multivariate.update]
+        if self.anomalies is not None:
+            deferred.append(self.anomalies.update)
         if self.performance is not None:
             deferred.append(self.segments.update)
+        parallel = [*self.counts.update_steps(), self.digest.update]
+        if self.duplicates is not None:
+            parallel.append(self.duplicates.update)
         return Steps(
             prepare=self.prepare,
-            parallel=[*self.counts.update_steps(), self.digest.update],
+            parallel=parallel,
             inline=inline,
             deferred=deferred,
         )
@@ -202,6 +213,12 @@ class BatchPlan:
             *self.score_columns.values(),
         ]
         return list(dict.fromkeys(c for c in wanted if c))
+
+    def quality(self) -> list[QualityCheck]:
+        """The data-quality checks the pass can decide (undecided; `decide_quality`)."""
+        return batch_quality(
+            self.counts, self.config, duplicates=self.duplicates, anomalies=self.anomalies
+        )
 
     def performance_result(self) -> dict[str, float]:
         """Performance on every row, and on the rows not ignored (`_excl_ignored`)."""

@@ -30,6 +30,7 @@ from monitoring.measure.anomaly_fit import fit_anomaly_model
 from monitoring.measure.multivariate import ReconstructionModel
 from monitoring.measure.multivariate_fit import fit_reconstruction
 from monitoring.measure.performance.reference_rows import OutputRows, reference_performance
+from monitoring.measure.quality_counts import DuplicateIds
 from monitoring.measure.reference import (
     FEATURE,
     ColumnReference,
@@ -130,6 +131,7 @@ class _FitPlan:
         self.categorical: dict[str, CategoryCollector] = {}
         self.sample: RowSample | None = None
         self.outputs: OutputRows | None = None  # truth and predictions: its own performance
+        self.duplicates: DuplicateIds | None = None
 
     def __call__(self, first: pd.DataFrame) -> Steps:
         if self.schema is None:
@@ -148,6 +150,9 @@ class _FitPlan:
         self.outputs = OutputRows(schema)
         collectors = [*self.numeric.values(), *self.categorical.values(), self.sample]
         collectors.append(self.outputs)
+        if schema.id:
+            self.duplicates = DuplicateIds(schema.id)
+            collectors.append(self.duplicates)
         return Steps(prepare=self.prepare, inline=[c.update for c in collectors])
 
     def prepare(self, frame: pd.DataFrame, offset: int) -> Chunk:
@@ -202,7 +207,7 @@ def fit_reference_chunks(
         )
         assert plan.sample is not None and plan.outputs is not None
         outputs = plan.outputs.result()
-        return _assemble(
+        reference = _assemble(
             plan.schema,
             plan.numeric,
             plan.categorical,
@@ -215,6 +220,8 @@ def fit_reference_chunks(
             engine,
             outputs,
         )
+    repeated = plan.duplicates.result() if plan.duplicates is not None else None
+    return dataclasses.replace(reference, id_duplicate_rows=repeated)
 
 
 def _assemble(

@@ -4,19 +4,18 @@ Calibrated mode (`drift.decision_mode = "calibrated"`, the default), see docs/st
 
 - every distance gets a p-value and a threshold calibrated at the batch's size
   (`stats.calibration`); tests keep their own p-value, with threshold alpha;
-- a column's hypotheses are its decision method's p-value and, where either side has
-  missing values, a two-proportion test of the missing rate;
-- within each role (input features together with the multivariate tests; prediction
-  columns; target) the p-values are adjusted for multiple testing (`drift.correction`);
-- a column drifted when its decision hypothesis is rejected *and* its effect size (a
-  distance in interpretable units) reaches the minimum effect, or when its missing-rate
-  hypothesis is rejected and the rate moved by more than `drift.missing_rate_threshold`.
+- a column's hypothesis is its decision method's p-value;
+- the columns of every role (input features, prediction, target) and the multivariate
+  tests form one family, adjusted for multiple testing (`drift.correction`), so that a
+  reference-like batch is called drifted (any role) with probability at most alpha;
+- a column drifted when its hypothesis is rejected *and* its effect size (a distance in
+  interpretable units; for a categorical column at least the share of rows in categories
+  the reference never saw) reaches the minimum effect.
 
-Fixed mode: a column drifted when its decision method crosses a fixed threshold, or its
-missing rate moved by more than `drift.missing_rate_threshold`; no correction; each
-multivariate test is decided alone at alpha (with its minimum effect).
-Input features, the prediction and the target are decided apart: `dataset_drift` speaks
-for the input features only.
+Fixed mode: a column drifted when its decision method crosses a fixed threshold; no
+correction; each multivariate test is decided alone at alpha (with its minimum effect).
+Missing rates are data quality (`measure.quality`) in both modes; `missing_delta` stays in
+the drift table as information. `dataset_drift` speaks for the input features only.
 """
 
 from __future__ import annotations
@@ -33,9 +32,6 @@ from monitoring.core.config import DriftConfig
 from monitoring.measure.batch_counts import BatchCounts, ColumnCounts, NumericalCounts
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import (
-    FEATURE,
-    PREDICTION,
-    TARGET,
     ColumnReference,
     NumericalReference,
     Reference,
@@ -94,11 +90,17 @@ class ColumnDrift:
     def effect(self) -> float | None:
         """The effect size (calibrated mode only): the effect method's statistic less its
         mean under no drift at this batch size, floored at 0, so that sampling noise alone
-        gives about 0 at any n and the value reads in the statistic's own units."""
+        gives about 0 at any n and the value reads in the statistic's own units. For a
+        categorical column, at least the share of rows in categories the reference never
+        saw beyond its own rare share: 5% of rows in new categories is a 0.05 effect."""
         score = self.score(self.effect_method) if self.effect_method else None
         if score is None:
             return None
-        return max(score.statistic - (score.null_mean or 0.0), 0.0)
+        effect = max(score.statistic - (score.null_mean or 0.0), 0.0)
+        if self.unseen_rate is not None and self.reference_counts.sum():
+            rare = float(self.reference_counts[-1] / self.reference_counts.sum())
+            effect = max(effect, self.unseen_rate - rare)
+        return effect
 
     def score(self, method: str) -> MethodScore | None:
         return next((s for s in self.scores if s.method == method), None)
@@ -180,7 +182,7 @@ def score_column(
         kind=profile.kind,
         scores=tuple(scores),
         decision_method=decision,
-        drifted=bool(decided or scores[-1].drifted),
+        drifted=bool(decided),
         n=summary.n,
         missing_rate=missing_rate,
         reference_missing_rate=profile.missing_rate,
@@ -314,47 +316,34 @@ def decide_drift(
 def decide(
     columns: tuple[ColumnDrift, ...], dataset: tuple[DatasetDrift, ...], config: DriftConfig
 ) -> tuple[tuple[ColumnDrift, ...], tuple[DatasetDrift, ...]]:
-    """Multiple-testing control per role, then the effect-size gate (calibrated mode)."""
-    decided: dict[int, ColumnDrift] = {}
-    dataset_out = list(dataset)
-    for role in (FEATURE, PREDICTION, TARGET):
-        members = [i for i, c in enumerate(columns) if c.role == role]
-        hypotheses: list[tuple[str, int, float]] = []
-        for i in members:
-            c = columns[i]
-            if c.p_value is not None:
-                hypotheses.append(("decision", i, c.p_value))
-            missing = c.score(MISSING_METHOD)
-            if missing is not None and missing.p_value is not None:
-                hypotheses.append(("missing", i, missing.p_value))
-        if role == FEATURE:
-            hypotheses += [("dataset", j, d.p_value) for j, d in enumerate(dataset)]
-        adjusted = adjust_p_values([h[2] for h in hypotheses], config.correction)
-        rejected = {
-            (h[0], h[1]): (float(a), a < config.alpha)
-            for h, a in zip(hypotheses, adjusted, strict=True)
-        }
-        for i in members:
-            c = columns[i]
-            adjusted_p, significant = rejected.get(("decision", i), (None, False))
-            effect = c.effect
-            big_enough = effect is not None and c.min_effect is not None and effect >= c.min_effect
-            missing = c.score(MISSING_METHOD)
-            missing_drift = bool(
-                rejected.get(("missing", i), (None, False))[1]
-                and missing is not None
-                and abs(missing.statistic) > missing.threshold
-            )
-            decided[i] = dataclasses.replace(
+    """Multiple-testing control over every column's decision test (input features, the
+    prediction and the target) and the batch-level tests together, as one family, then the
+    effect-size gate (calibrated mode). One family, so that the status's drift verdict
+    (whatever the role) false-alarms at most at `drift.alpha`, not once per role. Missing
+    rates are data quality (`measure.quality`), not drift."""
+    hypotheses: list[tuple[str, int, float]] = [
+        ("column", i, c.p_value) for i, c in enumerate(columns) if c.p_value is not None
+    ]
+    hypotheses += [("dataset", j, d.p_value) for j, d in enumerate(dataset)]
+    adjusted = adjust_p_values([h[2] for h in hypotheses], config.correction)
+    rejected = {
+        (h[0], h[1]): (float(a), bool(a < config.alpha))
+        for h, a in zip(hypotheses, adjusted, strict=True)
+    }
+    decided = []
+    for i, c in enumerate(columns):
+        adjusted_p, significant = rejected.get(("column", i), (None, False))
+        effect = c.effect
+        big_enough = effect is not None and c.min_effect is not None and effect >= c.min_effect
+        decided.append(
+            dataclasses.replace(
                 c,
                 adjusted_p_value=adjusted_p,
                 significant=significant,
-                drifted=bool((significant and big_enough) or missing_drift),
+                drifted=bool(significant and big_enough),
                 correction=config.correction,
                 n_tests=len(hypotheses),
             )
-        if role == FEATURE:
-            for j, d in enumerate(dataset):
-                dataset_out[j] = d.decided(rejected[("dataset", j)][1])
-    return tuple(decided.get(i, c) for i, c in enumerate(columns)), tuple(dataset_out)
-
+        )
+    dataset_out = tuple(d.decided(rejected[("dataset", j)][1]) for j, d in enumerate(dataset))
+    return tuple(decided), dataset_out

@@ -101,6 +101,8 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
         lines.append(f"- **Performance degraded**: {line}")
     for line in dataset_lines(report):
         lines.append(f"- Multivariate {line}")
+    for q in report.quality_findings:
+        lines.append(f"- Data quality, {q.feature}: {q.check.replace('_', ' ')}: {q.reason}")
     for warning in report.warnings:
         lines.append(f"- ⚠ {warning}")
     lines += performance_table(report)
