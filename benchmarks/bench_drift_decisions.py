@@ -13,11 +13,13 @@ fires, with a 95% Clopper-Pearson interval:
 - `concept drift`: the inputs do not move, P(label | inputs) does (n2's coefficient in
   the truth goes from 1 to CONCEPT_N2), so the model's accuracy falls by about 0.15
   (0.70 to 0.55) while the label rate stays within a point: no drift to find, a
-  performance drop to find (target: status `degraded` >= 90% from 5,000 rows).
+  performance drop to find (target: status `degraded` >= 90% from 5,000 rows);
+- `wrong units 15%`, `sentinel -999 10%`, `new category 5%`: broken rows, not drift
+  (target: status `quality` or `drift` >= 90% at every size; quality findings named).
 
-Then the batch status (`BatchReport.status` from the default drift decision and the
-performance tests against the reference's; the data-quality checks are left out) as the
-share of batches `ok`, `drift` and `degraded`.
+Then the batch status (`BatchReport.status` from the default drift decision, the
+performance tests against the reference's and the data-quality checks) as the share of
+batches `ok`, `quality`, `drift` and `degraded`.
 
 Three rules decide on the same batch profile, side by side:
 - `calibrated`: the default (thresholds simulated at the batch's size, Holm across the
@@ -49,6 +51,7 @@ from monitoring.evaluation.batch_plan import BatchPlan
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift import decide_drift
 from monitoring.measure.performance.tests import performance_tests
+from monitoring.measure.quality import decide_quality
 
 NUMERIC = [f"n{i}" for i in range(14)]
 CATEGORICAL = [f"c{i}" for i in range(6)]
@@ -102,6 +105,13 @@ def generate(n: int, rng: np.random.Generator, scenario: str = "none") -> pd.Dat
     if scenario == "variance x1.3 x2":
         for c in ("n11", "n12"):
             x[c] = MEAN[c] + (x[c] - MEAN[c]) * np.sqrt(1.3)
+    if scenario == "wrong units 15%":
+        broken = rng.random(n) < 0.15
+        x["n10"] = np.where(broken, x["n10"] / 100, x["n10"])
+    if scenario == "sentinel -999 10%":
+        x["n0"] = np.where(rng.random(n) < 0.10, -999.0, x["n0"])
+    if scenario == "new category 5%":
+        cat["c2"] = np.where(rng.random(n) < 0.05, "c2_new", cat["c2"])
     if scenario == "negligible":
         for c in NUMERIC:
             x[c] = x[c] + rng.uniform(-0.05, 0.05) * SD[c]
@@ -176,6 +186,7 @@ def decide_all(frame: pd.DataFrame, reference: monitoring.Reference) -> dict[str
                 performance_tests=performance_tests(
                     reference.performance, plan.performance.metrics, config.performance
                 ),
+                quality=decide_quality(plan.quality(), config.quality),
             ).status
     return out
 
@@ -194,8 +205,11 @@ SCENARIOS = (
     "category freq",
     "correlation only",
     "concept drift",
+    "wrong units 15%",
+    "sentinel -999 10%",
+    "new category 5%",
 )
-STATUSES = ("ok", "drift", "degraded")
+STATUSES = ("ok", "quality", "drift", "degraded")
 
 
 def fit(rng: np.random.Generator) -> monitoring.Reference:
@@ -290,7 +304,7 @@ def main() -> None:
         .pivot_table(index=["scenario", "rows"], columns="rule", values="rate", sort=False)
         .reset_index()
     )
-    print("\nbatch status (share of batches; drift decision and performance tests)")
+    print("\nbatch status (share of batches; drift, performance and data-quality decisions)")
     print(statuses.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\nwith 95% Clopper-Pearson intervals")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -211,6 +211,9 @@ class QualityConfig:
     multiple-testing control, so they neither dilute nor are diluted by the drift tests."""
 
     alpha: float = 0.01
+    # A value is outside the reference's range when it is past its minimum or maximum by
+    # more than this share of the reference's interdecile range (a shift is not a break).
+    range_margin: float = 0.1
     # A batch's anomalous-row rate is a finding from this multiple of the reference's on.
     anomaly_rate_factor: float = 2.0
     # Row volume: a finding when a batch has fewer than 1/factor or more than factor times
@@ -220,6 +223,9 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         check_fraction("quality.alpha", self.alpha)
+        margin = self.range_margin
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            raise setting_error("quality.range_margin", "a number >= 0", margin)
         for key in ("anomaly_rate_factor", "volume_factor"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 1:

@@ -64,7 +64,9 @@ class BatchPlan:
         self.multivariate = MultivariatePass(reference, config.drift)
         self.embedding = EmbeddingPass(reference.embedding, config.drift)
         self.hook: Any = None  # on the embedding layer while the model runs (`_hook_layer`)
-        self.counts = BatchCounts.empty(reference, self.multivariate.scorers())
+        self.counts = BatchCounts.empty(
+            reference, self.multivariate.scorers(), range_margin=config.quality.range_margin
+        )
         self.digest = BatchDigest()
         self.time_range = TimeRange(self.schema.timestamp)
         self.segments = SegmentErrors(reference)

@@ -48,19 +48,32 @@ class NumericalCounts:
     n_missing: int = 0
     total: float = 0.0
     total_sq: float = 0.0
-    below: int = 0  # values under the reference's minimum
-    above: int = 0  # values over the reference's maximum
+    below: int = 0  # values under the reference's minimum, by more than `margin`
+    above: int = 0  # values over the reference's maximum, by more than `margin`
+    margin: float = 0.0
     scorer: ColumnScorer | None = field(default=None, repr=False, compare=False)
     _support_index: pd.Index | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(
-        cls, reference: NumericalReference, scorer: ColumnScorer | None = None
+        cls,
+        reference: NumericalReference,
+        scorer: ColumnScorer | None = None,
+        *,
+        range_margin: float = 0.0,
     ) -> NumericalCounts:
+        """`range_margin`: how far past the reference's range a value counts as outside it,
+        as a share of the reference's interdecile range (its outer bin edges; the whole
+        range with fewer than two edges), so a negligible shift is not a broken value."""
+        edges = reference.edges
+        spread = float(edges[-1] - edges[0]) if len(edges) >= 2 else 0.0
+        if spread <= 0 and reference.minimum is not None and reference.maximum is not None:
+            spread = reference.maximum - reference.minimum
         return cls(
             reference,
             np.zeros(len(reference.counts), dtype=np.int64),
             empty_support_counts(len(reference.support)),
+            margin=range_margin * spread,
             scorer=scorer,
         )
 
@@ -91,8 +104,9 @@ class NumericalCounts:
         self.total_sq += float(np.dot(present, present))
         low, high = self.reference.minimum, self.reference.maximum
         if low is not None and high is not None and present.size:
-            self.below += int(np.searchsorted(present, low, side="left"))
-            self.above += int(present.size - np.searchsorted(present, high, side="right"))
+            self.below += int(np.searchsorted(present, low - self.margin, side="left"))
+            above = np.searchsorted(present, high + self.margin, side="right")
+            self.above += int(present.size - above)
 
     def merge(self, other: NumericalCounts) -> NumericalCounts:
         self.counts += other.counts
@@ -134,6 +148,7 @@ class NumericalCounts:
             total_sq=values["total_sq"],
             below=values["below"],
             above=values["above"],
+            margin=self.margin,
             scorer=self.scorer,
         )
 
@@ -209,14 +224,21 @@ class BatchCounts:
 
     @classmethod
     def empty(
-        cls, reference: Reference, scorers: Mapping[str, ColumnScorer] | None = None
+        cls,
+        reference: Reference,
+        scorers: Mapping[str, ColumnScorer] | None = None,
+        *,
+        range_margin: float = 0.0,
     ) -> BatchCounts:
-        """Empty counts of every reference column; `scorers` adds per-column scores."""
+        """Empty counts of every reference column; `scorers` adds per-column scores,
+        `range_margin` is `quality.range_margin` (`NumericalCounts.empty`)."""
         scorers = scorers or {}
         columns: dict[str, ColumnCounts] = {}
         for column, fitted in reference.profiles.items():
             if isinstance(fitted, NumericalReference):
-                columns[column] = NumericalCounts.empty(fitted, scorers.get(column))
+                columns[column] = NumericalCounts.empty(
+                    fitted, scorers.get(column), range_margin=range_margin
+                )
             else:
                 columns[column] = CategoricalCounts.empty(fitted)
         return cls(reference, columns)

@@ -5,18 +5,23 @@ rate a batch drawn like the reference would show (a binomial upper tail, or a
 two-proportion test), so that a handful of impossible values is a finding in a small batch
 and sampling noise is not one in a large batch:
 
-    out_of_range    values under the reference minimum or over its maximum; for
-                    exchangeable data a new value falls outside the range of m reference
-                    values with probability 2 / (m + 1)
+    out_of_range    values past the reference minimum or maximum by more than
+                    `quality.range_margin` of its interdecile range; null: for exchangeable
+                    data, k of n batch values fall under the smallest of m reference values
+                    with probability C(n, k) / C(n + m, k) (exact, whatever the reference
+                    sample), each side, Bonferroni over the two; the margin only makes it
+                    conservative
     unseen          rows in categories the reference never saw; null rate: the reference's
                     own rare-category share plus Good-Turing's missing mass (N1 + 1)/(m + 1),
-                    N1 the categories it saw once
+                    N1 the categories it saw once, itself estimated from m rows (a
+                    two-proportion test, one-sided)
     missing         the missing rate against the reference's (two-proportion z-test) and
                     moved by more than `drift.missing_rate_threshold`
     duplicate_ids   rows whose id repeats an earlier row's; null rate (d + 1)/(m + 1), d the
                     reference's repeated rows
     anomalous_rows  rows flagged by the anomaly model against its calibration sample's
-                    flagged rows (two-proportion, one-sided), and at least
+                    flagged rows (exact, conditional on their total: the batch's share of
+                    it is binomial with the batch's share of rows), and at least
                     `quality.anomaly_rate_factor` times its rate
     row_volume      the batch's rows against the model version's earlier batches (a
                     factor rule, applied where those batches are known: the tracking layer)
@@ -102,12 +107,32 @@ def two_proportion_p(
     return float(special.ndtr(-z) if one_sided else 2 * special.ndtr(-abs(z)))
 
 
+def below_reference_p(count: int, n: int, m: int) -> float:
+    """P(at least `count` of n exchangeable batch values fall under the smallest of m
+    reference values) = C(n, count) / C(n + m, count): the ranks of all n + m values are a
+    uniform permutation, and the count lowest are then all batch values."""
+    if count <= 0:
+        return 1.0
+    if count > n:
+        return 0.0
+    total = n + m
+    log_p = (
+        special.gammaln(n + 1)
+        - special.gammaln(n - count + 1)
+        - special.gammaln(total + 1)
+        + special.gammaln(total - count + 1)
+    )
+    return float(np.exp(log_p))
+
+
 def out_of_range(
     feature: str, below: int, above: int, n: int, *, m: int, low: float, high: float
 ) -> QualityCheck:
-    """Values outside [low, high], the range of m reference values."""
+    """Values outside [low, high], the range of m reference values (past a margin: the
+    counts come from `NumericalCounts`)."""
     expected = 2 / (m + 1)
     count = below + above
+    p_value = min(1.0, 2 * min(below_reference_p(below, n, m), below_reference_p(above, n, m)))
     parts = []
     if below:
         parts.append(f"{below:,} under the reference minimum {low:.4g}")
@@ -116,9 +141,7 @@ def out_of_range(
     detail = f"{count:,} of {n:,} rows outside the reference range" + (
         f" ({', '.join(parts)})" if parts else ""
     )
-    return QualityCheck(
-        feature, OUT_OF_RANGE, count, n, expected, binomial_upper_p(count, n, expected), detail
-    )
+    return QualityCheck(feature, OUT_OF_RANGE, count, n, expected, p_value, detail)
 
 
 def unseen(
@@ -126,10 +149,12 @@ def unseen(
 ) -> QualityCheck:
     """Rows in categories the reference never saw (`count` includes its categories beyond
     `drift.max_categories`, `rare` of its m rows, which share the bucket)."""
-    expected = min((rare + (singletons or 0) + 1) / (m + 1), 1.0)
+    pseudo = rare + (singletons or 0) + 1  # the reference's unseen mass, as a count of m + 1
+    expected = min(pseudo / (m + 1), 1.0)
+    p_value = two_proportion_p(count, n, pseudo, m + 1, one_sided=True)
     detail = f"{count:,} of {n:,} rows in categories the reference never saw"
     return QualityCheck(
-        feature, UNSEEN, count, n, expected, binomial_upper_p(count, n, expected), detail
+        feature, UNSEEN, count, n, expected, 1.0 if p_value is None else p_value, detail
     )
 
 
@@ -171,7 +196,10 @@ def anomalous_rows(
 ) -> QualityCheck:
     """Rows the anomaly model flags, against its calibration sample's flagged rows."""
     expected = reference_count / m if m else 0.0
-    p_value = two_proportion_p(count, n, reference_count, m, one_sided=True)
+    # Two rare counts compared exactly: given their total, the batch's part is binomial
+    # with the batch's share of the rows under equal rates (the z-test is anti-conservative
+    # for the handful of flagged rows a small batch has).
+    p_value = binomial_upper_p(count, count + reference_count, n / (n + m)) if n else None
     detail = f"{count:,} of {n:,} rows anomalous"
     return QualityCheck(
         DATASET,
