@@ -200,3 +200,10 @@ def test_fail_on_drift_exits_with_the_quality_code_on_a_quality_finding(tmp_path
     assert result.exit_code == EXIT_QUALITY, result.output
     assert "quality: region: unseen: 20 of 2,000 rows in categories" in result.output
     assert "status: quality" in result.output
+
+
+def test_the_drift_table_carries_each_columns_quality_findings(reference):
+    report = monitoring.evaluate(sentinel(make(2_000, seed=3, first_id=10**7)), reference)
+    table = report.drift_table.set_index("feature")
+    assert table.loc["age", "quality"].iloc[0].startswith("200 of 2,000 rows outside")
+    assert (table.loc["amount", "quality"] == "").all()

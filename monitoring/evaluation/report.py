@@ -61,8 +61,15 @@ class BatchReport:
     def drift_table(self) -> pd.DataFrame:
         """One row per (column, method): `drifted` is the column's final verdict (the one the
         status uses) and `reason` says why in words; each method's own result is under
-        `method_drifted`, `p_value` (raw) and `adjusted_p_value` (see `drift_verdict`)."""
-        return drift_table(self.columns)
+        `method_drifted`, `p_value` (raw) and `adjusted_p_value` (see `drift_verdict`).
+        `quality` holds the column's data-quality findings in words ("15 of 100 rows
+        outside the reference range (15 under the reference minimum 202) ..."), empty when
+        none."""
+        table = drift_table(self.columns)
+        found: dict[str, list[str]] = {}
+        for q in self.quality_findings:
+            found.setdefault(q.feature, []).append(q.reason)
+        return table.assign(quality=[" / ".join(found.get(f, [])) for f in table["feature"]])
 
     def _role_drift(self, role: str) -> bool | None:
         chosen = [c for c in self.columns if c.role == role]
