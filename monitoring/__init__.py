@@ -65,6 +65,7 @@ _EXPORTS = {
     "DuplicateBatchError": "monitoring.errors",
     "NoRunsError": "monitoring.errors",
     "NoteError": "monitoring.errors",
+    "NotLoggedError": "monitoring.errors",
 }
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "MonitoringError",
     "NoRunsError",
     "NotFittedError",
+    "NotLoggedError",
     "Note",
     "NoteError",
     "QueryParameterError",

@@ -15,6 +15,7 @@
     ├── ModelError                  a model URI cannot be resolved or run
     └── TrackingError               the tracking store refuses, cannot be reached or lacks a run
         ├── TrackingUnreachableError
+        ├── NotLoggedError          a finished evaluation could not be logged: kept in the outbox
         ├── DuplicateBatchError     the batch id exists for this model version (use replace)
         ├── NoRunsError             no finished batch run matches the model, versions or dates
         └── NoteError               a note cannot be written or found (run, text, sample or note id)
@@ -40,6 +41,7 @@ __all__ = [
     "NoRunsError",
     "NotFittedError",
     "NoteError",
+    "NotLoggedError",
     "QueryParameterError",
     "SchemaError",
     "SourceError",
@@ -109,6 +111,11 @@ class TrackingError(MonitoringError):
 
 class TrackingUnreachableError(TrackingError):
     """The MLflow tracking server cannot be reached."""
+
+
+class NotLoggedError(TrackingError):
+    """A batch was evaluated but not (completely) logged; the evaluation is kept in the
+    local outbox, and `monitoring sync` logs it later."""
 
 
 class DuplicateBatchError(TrackingError):

@@ -34,6 +34,7 @@ PUBLIC = [
     "MonitoringError",
     "NoRunsError",
     "NotFittedError",
+    "NotLoggedError",
     "Note",
     "NoteError",
     "QueryParameterError",
