@@ -66,6 +66,8 @@ _EXPORTS = {
     "NoRunsError": "monitoring.errors",
     "NoteError": "monitoring.errors",
     "NotLoggedError": "monitoring.errors",
+    "sync_outbox": "monitoring.track.delivery",
+    "doctor": "monitoring.track.doctor",
 }
 
 __all__ = [
@@ -106,6 +108,7 @@ __all__ = [
     "add_note",
     "capture_activations",
     "compare",
+    "doctor",
     "embedding_drift",
     "evaluate",
     "evaluate_and_log",
@@ -116,6 +119,7 @@ __all__ = [
     "open_source",
     "save_reference",
     "show_note",
+    "sync_outbox",
 ]
 
 

@@ -256,7 +256,7 @@ def test_bad_compare_requests(tracking_uri, reference, call, error, message):
 def test_unreachable_server_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     result = CliRunner().invoke(main, ["compare", "--model-name", "churn"])
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # the store cannot be reached (README's exit codes)
     assert "cannot be reached" in result.stderr
 
 

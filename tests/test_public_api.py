@@ -49,6 +49,7 @@ PUBLIC = [
     "add_note",
     "capture_activations",
     "compare",
+    "doctor",
     "embedding_drift",
     "evaluate",
     "evaluate_and_log",
@@ -59,6 +60,7 @@ PUBLIC = [
     "open_source",
     "save_reference",
     "show_note",
+    "sync_outbox",
 ]
 
 

@@ -93,13 +93,16 @@ def compare_command(
         for path in write_outputs(result, out):
             click.echo(f"wrote {path}", err=True)
     if rebuild_history:
+        from monitoring.track.claim import VersionLock
         from monitoring.track.experiments import experiment_id
         from monitoring.track.history_runs import sync_history
         from monitoring.track.pipeline import experiment_name_for
 
         experiment = experiment_id(client, experiment_name_for(config, model_name))
+        stale_after = config.tracking.stale_after
         for version in result.trend["model_version"].unique():
-            run_id = sync_history(client, experiment, model_name, version, rebuild=True)
+            with VersionLock(client, model_name, version, stale_after=stale_after):
+                run_id = sync_history(client, experiment, model_name, version, rebuild=True)
             click.echo(f"history of version {version}: run {run_id}", err=True)
     if log_run:
         from monitoring.track.comparison_run import log_comparison

@@ -1,9 +1,10 @@
-"""Write one BatchReport as one MLflow run: tags, params, metrics, artifacts, inputs.
+"""What one batch run holds (BRIEF.md): its metrics, params, artifacts and dataset inputs,
+computed from a BatchReport; and reading batch runs back by batch id.
 
-The run is written in this order: refuse a duplicate batch id, create (or attach to) the
-run, write artifacts, then metrics/params/tags in batched calls, then mark it FINISHED.
-Any failure on the way marks the run FAILED with the reason in `monitoring.error`, so a
-FINISHED run is always complete. Replaced runs are deleted only after the new one finished.
+`batch_content` renders a run from these before anything is logged, and `publish` writes
+it: created with its identifying tags, artifacts, then metrics/params/tags in batched
+calls, then FINISHED. A failure on the way marks the run FAILED with the reason in
+`monitoring.error`, so a FINISHED run is always complete (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -11,26 +12,21 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from monitoring.errors import DuplicateBatchError, TrackingError
+from monitoring.errors import DuplicateBatchError
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift_verdict import decision_scale
 from monitoring.measure.reference import FEATURE
 from monitoring.track import tags
-from monitoring.track.description import markdown_summary
-from monitoring.track.experiments import experiment_id, mark_failed
-from monitoring.track.keys import key_map
 from monitoring.track.registry import ModelInfo
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
 MAX_PARAM_LENGTH = 6000
 LARGE_TABLE_ROWS = 500  # the UI previews 500 CSV rows: larger tables also go as Parquet
@@ -105,13 +101,6 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
     rates = [c.missing_rate for c in features]
     out["data/missing_rate"] = sum(rates) / len(rates) if rates else 0.0
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
-
-
-def _metrics(values: Mapping[str, float], model: ModelInfo) -> list[Metric]:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(k, v, now, 0, model_id=model.model_id) for k, v in values.items()]
 
 
 def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mapping[str, str]):
@@ -213,81 +202,6 @@ def duplicate_error(model: ModelInfo, batch_id: str, run_id: str) -> DuplicateBa
 
 def find_batch_runs(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):
     return client.search_runs([experiment], filter_string=batch_filter(model, batch_id))
-
-
-def log_batch_report(
-    client: MlflowClient,
-    report: BatchReport,
-    *,
-    model: ModelInfo,
-    batch_id: str,
-    experiment: str,
-    config: Mapping[str, str] | None = None,
-    replace: bool = False,
-    run_id: str | None = None,
-    plot_top_features: int = 6,
-) -> str:
-    """Log `report` as the batch run of (model, version, batch_id); returns the run id.
-
-    `run_id` attaches to an existing run (inside `mlflow run`: MLFLOW_RUN_ID) instead of
-    creating one. A batch id already evaluated for this version is refused unless `replace`.
-    """
-    from mlflow.entities import LoggedModelInput, RunTag
-
-    if run_id:
-        experiment_key = client.get_run(run_id).info.experiment_id
-    else:
-        experiment_key = experiment_id(client, experiment)
-    previous = [r.info.run_id for r in find_batch_runs(client, experiment_key, model, batch_id)]
-    previous = [r for r in previous if r != run_id]
-    if previous and not replace:
-        raise duplicate_error(model, batch_id, previous[0])
-    name = run_name(model, batch_id)
-    run_tags = {
-        tags.KIND: tags.KIND_BATCH,
-        tags.MODEL_NAME: model.name,
-        tags.MODEL_VERSION: model.version,
-        tags.BATCH_ID: batch_id,
-        tags.REFERENCE_ID: report.reference_id,
-        tags.STATUS: report.status,
-        tags.BATCH_DIGEST: report.batch_digest,
-        tags.NOTE: markdown_summary(report, title=name),
-        tags.RUN_NAME: name,
-    }
-    if report.time_range:
-        run_tags[tags.BATCH_TIME_START], run_tags[tags.BATCH_TIME_END] = report.time_range
-    if report.alerts:
-        run_tags[tags.ALERTS] = ", ".join(report.alerts)
-    if previous:
-        run_tags[tags.REPLACES] = ",".join(previous)
-    if run_id is None:
-        run_id = client.create_run(experiment_key, run_name=name).info.run_id
-    try:
-        keys = key_map([c.column for c in report.columns])
-        with tempfile.TemporaryDirectory() as folder:
-            _write_artifacts(report, Path(folder), keys, plot_top_features)
-            client.log_artifacts(run_id, folder)
-        models = [LoggedModelInput(model.model_id)] if model.model_id else None
-        client.log_inputs(run_id, datasets=_dataset_inputs(report), models=models)
-        if not report.worst_samples.empty:  # a paged table in the UI's artifact view
-            client.log_table(run_id, _table_ready(report.worst_samples), "worst_samples.json")
-        client.log_batch(
-            run_id,
-            metrics=_metrics(metrics_of(report, keys), model),
-            params=_params(report, model, batch_id, config or {}),
-            tags=[RunTag(k, v) for k, v in run_tags.items()],
-        )
-    except Exception as error:
-        mark_failed(client, run_id, error)
-        if isinstance(error, TrackingError):
-            raise
-        raise TrackingError(f"logging batch {batch_id!r} failed: {error}") from error
-    client.set_terminated(run_id, "FINISHED")
-    for old in previous:
-        carry_notes(client, old, run_id)
-        client.set_tag(old, tags.REPLACED_BY, run_id)
-        client.delete_run(old)
-    return run_id
 
 
 def carry_notes(client: MlflowClient, old_run: str, new_run: str) -> None:

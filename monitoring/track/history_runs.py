@@ -37,7 +37,8 @@ ALERT_METRIC = "status/alert"
 LOG_BATCH_LIMIT = 1000
 
 
-def _digest(run_ids: Sequence[str]) -> str:
+def history_digest(run_ids: Sequence[str]) -> str:
+    """The digest of the ordered batch run ids a history run was built from."""
     return hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:32]
 
 
@@ -60,17 +61,48 @@ def _metrics_for(row: pd.Series, keys: Sequence[str], step: int):
     return out
 
 
-def find_history_run(client: MlflowClient, experiment_id: str, model_name: str, version: str):
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`{tags.KIND}` = '{tags.KIND_HISTORY}' and "
-            f"tags.`{tags.MODEL_NAME}` = '{quote_value(model_name)}' and "
-            f"tags.`{tags.MODEL_VERSION}` = '{quote_value(version)}'"
-        ),
-        max_results=1,
+def history_filter(model_name: str, version: str) -> str:
+    return (
+        f"tags.`{tags.KIND}` = '{tags.KIND_HISTORY}' and "
+        f"tags.`{tags.MODEL_NAME}` = '{quote_value(model_name)}' and "
+        f"tags.`{tags.MODEL_VERSION}` = '{quote_value(version)}'"
     )
-    return runs[0] if runs else None
+
+
+def find_history_runs(client: MlflowClient, experiment_id: str, model_name: str, version: str):
+    """Every active history run of the version, whatever its status, newest first."""
+    return list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=history_filter(model_name, version),
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+        )
+    )
+
+
+def find_history_run(client: MlflowClient, experiment_id: str, model_name: str, version: str):
+    """The version's history run: the newest FINISHED one (None when there is none)."""
+    finished = [
+        r
+        for r in find_history_runs(client, experiment_id, model_name, version)
+        if r.info.status == "FINISHED"
+    ]
+    return finished[0] if finished else None
+
+
+def _tidy(client: MlflowClient, experiment_id: str, model_name: str, version: str, digest: str):
+    """The history run to keep, the others deleted: a RUNNING one is a rebuild that a killed
+    process left (the caller holds the version's lock); of several FINISHED ones (left by
+    versions without the lock) the one that is up to date, else the newest, stays."""
+    runs = find_history_runs(client, experiment_id, model_name, version)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    current = [r for r in finished if r.data.tags.get(HISTORY_DIGEST) == digest]
+    keep = (current or finished or [None])[0]
+    for run in runs:
+        if run is not keep:
+            client.delete_run(run.info.run_id)
+    return keep
 
 
 def _log(client: MlflowClient, run_id: str, metrics: list) -> None:
@@ -91,14 +123,14 @@ def sync_history(
 
     runs = order_batches(read_batch_runs(client, model_name, versions=[version]))
     run_ids = runs["run_id"].tolist()
-    digest = _digest(run_ids)
-    parent = find_history_run(client, experiment_id, model_name, version)
+    digest = history_digest(run_ids)
+    parent = _tidy(client, experiment_id, model_name, version, digest)
     keys = history_keys(runs)
     if parent is not None and not rebuild:
         stored = parent.data.tags.get(HISTORY_DIGEST)
         if stored == digest:
             return parent.info.run_id
-        if stored == _digest(run_ids[:-1]):
+        if stored == history_digest(run_ids[:-1]):
             last = runs.iloc[-1]
             _log(client, parent.info.run_id, _metrics_for(last, keys, int(last["batch_seq"])))
             client.set_tag(last["run_id"], PARENT, parent.info.run_id)
@@ -110,8 +142,6 @@ def sync_history(
                 ],
             )
             return parent.info.run_id
-    if parent is not None:
-        client.delete_run(parent.info.run_id)
     name = (
         f"{model_name}-v{version}-history"
         if version != tags.UNVERSIONED
@@ -143,4 +173,6 @@ def sync_history(
         ],
     )
     client.set_terminated(parent_id, "FINISHED", end_time=int(time.time() * 1000))
+    if parent is not None:  # only now: a kill above leaves the old history in place
+        client.delete_run(parent.info.run_id)
     return parent_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ import pandas as pd
 
 from monitoring.collect.sources import Source
 from monitoring.core.config import MonitoringConfig
-from monitoring.errors import TrackingError
 from monitoring.evaluation.batch import evaluate
 from monitoring.evaluation.fit import fit_reference
 from monitoring.evaluation.report import BatchReport
@@ -22,15 +20,14 @@ from monitoring.measure.reference import Reference
 from monitoring.track import (
     ModelInfo,
     load_reference,
-    log_batch_report,
     log_reference,
     make_client,
     resolve_model,
     resolve_tracking_uri,
 )
-from monitoring.track.alerting import alerts_for_batch
 from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
-from monitoring.track.history_runs import sync_history
+from monitoring.track.bounds import bounded_requests
+from monitoring.track.delivery import deliver, reachable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -82,6 +79,7 @@ def experiment_name_for(config: MonitoringConfig, model_name: str) -> str:
     return config.tracking.experiment.format(model_name=model_name)
 
 
+@bounded_requests()
 def evaluate_and_log(
     batch: pd.DataFrame | str | Source,
     *,
@@ -109,26 +107,31 @@ def evaluate_and_log(
     set of performance metrics (`perf/<metric>_excl_ignored`), and its notes carry over.
     `dataset_tests` (such as `monitoring.embedding_drift`) join the batch verdict and are
     logged as `drift/dataset/<method>`.
+
+    The finished evaluation is kept in the local outbox until its run is FINISHED: when
+    the store fails, NotLoggedError says where, and `sync_outbox` logs it later
+    (docs/reliability.md). MLflow's HTTP retries are bounded meanwhile (`track.bounds`).
     """
     config = config or MonitoringConfig()
     uri = resolve_tracking_uri(config.tracking.uri)
-    client = client or make_client(uri)
-    info = resolve_model(
-        client, model_uri=model_uri, model_name=model_name, model_version=model_version
-    )
-    experiment = experiment_name_for(config, info.name)
-    if batch_id is not None and not replace and run_id is None:
-        _refuse_duplicate(client, experiment, info, batch_id)
-    fitted = obtain_reference(
-        client,
-        reference,
-        config,
-        model=model if model is not None else model_uri,
-        require_features=not dataset_tests,
-    )
-    ignored = (
-        ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
-    )
+    with reachable(uri, "nothing was evaluated"):
+        client = client or make_client(uri)
+        info = resolve_model(
+            client, model_uri=model_uri, model_name=model_name, model_version=model_version
+        )
+        experiment = experiment_name_for(config, info.name)
+        if batch_id is not None and not replace and run_id is None:
+            _refuse_duplicate(client, experiment, info, batch_id)
+        fitted = obtain_reference(
+            client,
+            reference,
+            config,
+            model=model if model is not None else model_uri,
+            require_features=not dataset_tests,
+        )
+        ignored = (
+            ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
+        )
     report = evaluate(
         batch,
         fitted,
@@ -142,32 +145,19 @@ def evaluate_and_log(
         dataset_tests=dataset_tests,
     )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
-    alerts = alerts_for_batch(
-        client, report, model=info, batch_id=batch_id, rules=config.alerts.rules
-    )
-    report = dataclasses.replace(report, alerts=alerts)
-    run_id = log_batch_report(
+    delivered = deliver(
         client,
         report,
         model=info,
         batch_id=batch_id,
         experiment=experiment,
-        config=config.flat(),
+        config=config,
         replace=replace,
         run_id=run_id,
-        plot_top_features=config.evaluation.plot_top_features,
     )
-    if config.tracking.history:
-        try:
-            experiment_key = client.get_run(run_id).info.experiment_id
-            sync_history(client, experiment_key, info.name, info.version)
-        except Exception as error:  # the batch run itself is complete: say so
-            raise TrackingError(
-                f"batch run {run_id} was logged, but the history run of {info.name} version "
-                f"{info.version} could not be updated ({error}); run `monitoring compare "
-                f"--model-name {info.name} --rebuild-history`"
-            ) from error
-    return LoggedEvaluation(report, run_id, experiment, client.tracking_uri, info, batch_id)
+    return LoggedEvaluation(
+        delivered.report, delivered.run_id, experiment, client.tracking_uri, info, batch_id
+    )
 
 
 def _refuse_duplicate(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):
