@@ -167,6 +167,7 @@ def test_server_stopped_before_the_run_is_one_line_and_exit_5(stored, _outbox, m
     result = _evaluate(batch, reference, "b1")
     assert result.returncode == EXIT_NOT_LOGGED
     assert result.stderr.count("\n") == 1 and "cannot be reached" in result.stderr
+    assert "nothing was evaluated" in result.stderr
     assert list_entries(_outbox) == []
 
 

@@ -58,6 +58,8 @@ def reachable(uri: str, doing: str) -> Iterator[None]:
     """Turn the store failing under `doing` into one TrackingUnreachableError line."""
     try:
         yield
+    except TrackingUnreachableError as error:
+        raise TrackingUnreachableError(f"{error}; {doing}") from error
     except Exception as error:
         if not is_unreachable(error):
             raise
