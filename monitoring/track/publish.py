@@ -124,7 +124,10 @@ def publish(
         _refuse(entry, finished)
         previous = [r.info.run_id for r in finished]
         run_id = _log(client, entry, experiment, attach_id, previous, lock)
-        _clear_orphans(client, _runs_of(client, experiment, model, batch_id), keep=run_id)
+        after = _runs_of(client, experiment, model, batch_id)
+        if not any(r.info.run_id == run_id and r.info.status == "FINISHED" for r in after):
+            raise TrackingError(f"run {run_id} is not FINISHED after it was logged")
+        _clear_orphans(client, after, keep=run_id)
         for old in previous:
             carry_notes(client, old, run_id)
             client.set_tag(old, tags.REPLACED_BY, run_id)
