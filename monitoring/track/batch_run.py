@@ -95,12 +95,29 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
         out[f"{prefix}_degraded"] = float(t.flagged)
     if report.performance_tests:
         out["perf/degraded"] = float(report.degraded)
+    out.update(quality_metrics(report, keys))
     out["data/n_rows"] = float(report.n_rows)
     out["data/n_features"] = float(len(features))
     # Every feature has one cell per row, so the share of missing cells is the mean rate.
     rates = [c.missing_rate for c in features]
     out["data/missing_rate"] = sum(rates) / len(rates) if rates else 0.0
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+def quality_metrics(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:
+    """`quality/<feature>/<check>` (the share of rows affected) with `_pvalue` (adjusted,
+    Holm over the quality family) and `_flagged`; `quality/dataset/flagged` and
+    `quality/dataset/n_flagged` for alert rules."""
+    out: dict[str, float] = {}
+    for q in report.quality:
+        prefix = f"quality/{keys.get(q.feature, q.feature)}/{q.check}"
+        out[prefix] = q.rate if q.check != "row_volume" else float(q.count)
+        if q.adjusted_p_value is not None:
+            out[f"{prefix}_pvalue"] = q.adjusted_p_value
+        out[f"{prefix}_flagged"] = float(q.flagged)
+    out["quality/dataset/flagged"] = float(bool(report.quality_findings))
+    out["quality/dataset/n_flagged"] = float(len(report.quality_findings))
+    return out
 
 
 def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mapping[str, str]):
