@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
 from monitoring.cli.main import main
+from monitoring.cli.options import EXIT_NOT_LOGGED
 from monitoring.core.config import EvaluationConfig, MonitoringConfig, load_config
 from monitoring.errors import (
     ColumnNotFoundError,
@@ -254,21 +255,25 @@ ALL_MISSING = [
 
 
 @pytest.mark.parametrize(("column", "missing"), ALL_MISSING)
-def test_column_entirely_missing_in_the_batch_is_logged_as_drift_with_a_warning(
+def test_column_entirely_missing_in_the_batch_is_a_quality_finding_with_a_warning(
     column: str, missing: object, store: MlflowClient
 ) -> None:
+    """A feed that stopped filling a column is a broken pipeline, not drift: a missing-rate
+    finding of the quality family (its rows are anomalous too), with a warning."""
     logged = evaluate_and_log(
         every_row(column, missing)(BATCH), reference=REFERENCE, config=FAST, batch_id="holes"
     )
     drift = logged.report.column(column)
-    assert (drift.missing_rate, drift.drifted) == (1.0, True)
+    assert (drift.missing_rate, drift.drifted) == (1.0, False)
+    assert (column, "missing") in {(q.feature, q.check) for q in logged.report.quality_findings}
+    assert logged.report.status == "quality"
     assert [w for w in logged.report.warnings if repr(column) in w] == [
         f"column {column!r} is entirely missing in the batch"
     ]
     run = store.get_run(logged.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics[f"drift/{column}/missing_rate"] == 1.0
-    assert run.data.metrics[f"drift/{column}/drifted"] == 1.0
+    assert run.data.metrics[f"quality/{column}/missing_flagged"] == 1.0
     assert [r.info.run_id for r in finished_batch_runs(store, "holes")] == [logged.run_id]
 
 
@@ -687,13 +692,17 @@ def test_cli_unreachable_database_error_is_one_line(
     assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
-def test_cli_unreachable_tracking_server_exits_1(
+def test_cli_unreachable_tracking_server_exits_with_the_store_code(
     csv_files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A store down before the run: one line, the documented code (EXIT_NOT_LOGGED, 5), and
+    it says that nothing was evaluated, so nothing waits in the outbox."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     result = CliRunner().invoke(main, ["evaluate", "batch.csv", "--reference", "reference.csv"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == EXIT_NOT_LOGGED, result.output
     assert re.match(r"error: the MLflow tracking server http://127\.0\.0\.1:1", result.stderr)
+    assert result.stderr.rstrip().endswith("nothing was evaluated")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_same_batch_twice_exits_1_and_points_to_replace(
