@@ -58,7 +58,7 @@ def test_inferred_roles_are_reported(reference_frame):
 def test_ks_in_the_report_equals_scipy_on_the_whole_column(reference_frame, drifted_frame):
     report = evaluate(drifted_frame, reference_frame, config=_config(chunk_size=97))
     ks = report.column("x").score("ks")
-    expected = stats.ks_2samp(reference_frame["x"], drifted_frame["x"], method="asymp")
+    expected = stats.ks_2samp(reference_frame["x"], drifted_frame["x"])
     assert ks.statistic == pytest.approx(expected.statistic, abs=1e-12)
     assert ks.p_value == pytest.approx(expected.pvalue, abs=1e-9)
 

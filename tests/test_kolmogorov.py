@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from monitoring.stats.kolmogorov import kstwo_sf, smirnov_sf
+from monitoring.stats import ks_pvalue
+from monitoring.stats.kolmogorov import ks_2samp_exact_sf, kstwo_sf, smirnov_sf
 
 # Same formulas as kstwo's in these regions, so only rounding differs: the log-space sum
 # of n terms loses about n * 1e-16 relative (1e-10 at n = 10^5).
@@ -102,7 +103,62 @@ def test_streamed_p_values_do_not_import_scipy_stats() -> None:
         "for d in (1e-6, 1e-5, 5e-4, 0.001, 0.004, 0.01, 0.05):\n"
         "    for batch in (1_000_000, 50_000, 6_000):\n"
         "        ks_pvalue(d, 100_000, batch)\n"
+        "        ks_pvalue(d, min(batch, 5_000), 3_000)\n"  # exact: no scipy.stats either
         "print('scipy.stats' in sys.modules)\n"
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
+
+
+def _scipy_two_sample(n1: int, n2: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """(statistic, p-value) of `ks_2samp`'s default method on samples that shift, a
+    discrete pair with many ties, and two that coincide."""
+    pairs = []
+    for shift in (0.0, 0.05, 0.15, 0.4, 1.5):
+        pairs.append((rng.normal(size=n1), rng.normal(shift, 1.0, size=n2)))
+    pairs.append((rng.integers(0, 6, size=n1), rng.integers(0, 7, size=n2)))  # ties
+    pairs.append((np.zeros(n1), np.zeros(n2)))  # d = 0
+    return [
+        (float(r.statistic), float(r.pvalue))
+        for r in (stats.ks_2samp(a, b) for a, b in pairs)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2"),
+    [(1, 1), (1, 7), (3, 5), (8, 8), (20, 30), (37, 100), (150, 150), (500, 123),
+     (2_000, 3_000), (3_000, 3_000), (999, 10_000)],
+)
+def test_exact_two_sample_p_value_equals_scipy_default(n1: int, n2: int) -> None:
+    rng = np.random.default_rng(n1 * 10_007 + n2)
+    for statistic, expected in _scipy_two_sample(n1, n2, rng):
+        assert ks_2samp_exact_sf(statistic, n1, n2) == pytest.approx(
+            expected, rel=1e-9, abs=1e-300
+        ), (n1, n2, statistic)
+        assert ks_pvalue(statistic, n1, n2) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+        assert ks_pvalue(statistic, n2, n1) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(7, 11), (60, 90), (64, 64), (300, 200)])
+def test_exact_two_sample_on_every_lattice_statistic(n1: int, n2: int) -> None:
+    """Every attainable statistic h / lcm (lattice points of D), against scipy's own exact
+    function, across the whole range from p = 1 to the extreme tail."""
+    from scipy.stats._stats_py import _attempt_exact_2kssamp
+
+    g = math.gcd(n1, n2)
+    lcm = n1 * n2 // g
+    for h in np.unique(np.linspace(1, lcm, 80).round().astype(int)):
+        d = h / lcm
+        ok, _, expected = _attempt_exact_2kssamp(n1, n2, g, d, "two-sided")
+        assert ok
+        assert ks_2samp_exact_sf(d, n1, n2) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_above_ten_thousand_rows_the_p_value_is_scipys_asymptotic_one() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=10_001), rng.normal(0.03, 1.0, size=4_000)
+    expected = stats.ks_2samp(a, b)  # scipy's "auto" goes asymptotic here
+    assert expected.pvalue == pytest.approx(stats.ks_2samp(a, b, method="asymp").pvalue)
+    assert ks_pvalue(expected.statistic, 10_001, 4_000) == pytest.approx(
+        expected.pvalue, rel=1e-9
+    )

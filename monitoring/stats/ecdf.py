@@ -166,15 +166,20 @@ def ks_statistic(
 
 
 def ks_pvalue(statistic: float, n_reference: int, n_batch: int) -> float:
-    """Two-sided p-value from Smirnov's limiting distribution.
+    """Two-sided p-value, as `scipy.stats.ks_2samp`'s default (`method="auto"`) gives it.
 
-    Same as `scipy.stats.ks_2samp(..., method="asymp")`: the one-sample KS distribution
-    `kstwo` at the effective size round(n m / (n + m)), here from `kolmogorov.kstwo_sf`.
+    Up to 10,000 rows on both sides, the exact distribution of the two-sample statistic
+    (`kolmogorov.ks_2samp_exact_sf`, equal to scipy's). Above that, Smirnov's limit, as
+    scipy's `method="asymp"`: the one-sample KS distribution `kstwo` at the effective size
+    round(n m / (n + m)), here from `kolmogorov.kstwo_sf`.
     """
-    from monitoring.stats.kolmogorov import kstwo_sf  # lazy: `monitoring.core.config` imports ecdf
+    # lazy: `monitoring.core.config` imports ecdf
+    from monitoring.stats.kolmogorov import EXACT_TWO_SAMPLE_MAX_N, ks_2samp_exact_sf, kstwo_sf
 
-    m, n = sorted([float(n_reference), float(n_batch)], reverse=True)
-    effective = max(np.round(m * n / (m + n)), 1.0)  # scipy divides by zero at 0
+    m, n = sorted([int(n_reference), int(n_batch)], reverse=True)
+    if n >= 1 and m <= EXACT_TWO_SAMPLE_MAX_N:
+        return ks_2samp_exact_sf(float(statistic), m, n)
+    effective = max(np.round(float(m) * n / (m + n)), 1.0)  # scipy divides by zero at 0
     return kstwo_sf(float(statistic), int(effective))
 
 

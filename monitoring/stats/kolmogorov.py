@@ -1,4 +1,8 @@
-"""Survival function of the two-sided one-sample KS statistic D_n, without `scipy.stats`.
+"""KS distributions without `scipy.stats`: the two-sided one-sample statistic D_n
+(`kstwo_sf`, the asymptotic two-sample p-value) and the exact two-sample one
+(`ks_2samp_exact_sf`, used up to 10,000 rows a side, as `scipy.stats.ks_2samp` does).
+
+One-sample D_n:
 
 `scipy.stats.kstwo.sf(d, n)` is the reference: it follows Simard & L'Ecuyer (2011),
 "Computing the Two-Sided Kolmogorov-Smirnov Distribution". Importing `scipy.stats` costs
@@ -140,3 +144,78 @@ def _pelz_good_cdf(d: float, n: int) -> float:
     ) / (6480.0 * z**10) + _PI2 * np.sum((3.0 * z2 - _PI2 * k * k) * k * k * every) / (216.0 * z**6)
     root = math.sqrt(n)
     return float(_SQRT_2PI * (k0 + k1 / root + k2 / n + k3 / (n * root)))
+
+
+EXACT_TWO_SAMPLE_MAX_N = 10_000  # scipy's `ks_2samp(method="auto")`: exact up to this size
+
+
+def ks_2samp_exact_sf(d: float, n1: int, n2: int) -> float:
+    """P(D_{n1,n2} >= d) for the two-sided two-sample KS statistic, exact: the share of
+    the C(n1 + n2, n1) equally likely lattice paths from (0, 0) to (n1, n2) that touch
+    |x / n1 - y / n2| >= d (Hodges 1958). `scipy.stats.ks_2samp`'s exact method, to the
+    bit: d is first rounded to the lattice, h / lcm(n1, n2); equal sizes use the same
+    alternating closed form, unequal ones the same recursion (Viehmann 2021, arXiv:
+    2102.08037) for the share Q(x, y) of paths to (x, y) that have left the band:
+
+        Q = 1 outside the band, Q(0, 0) = 0,
+        Q(x, y) = (x Q(x - 1, y) + y Q(x, y - 1)) / (x + y),
+
+    which averages numbers in [0, 1], so nothing over- or underflows before the result and
+    a tail of 1e-200 keeps its relative precision. scipy runs it column by column in a
+    compiled loop; here it runs one anti-diagonal x + y = s at a time, a vector
+    operation over the band (|n2 x - n1 y| < h gcd), with the same arithmetic in the same
+    order. O((n1 + n2) * band) work, in n1 + n2 numpy steps: 20 ms at 2,000 x 3,000,
+    0.07-0.17 s at 10,000 x 9,999 (2 CPU cores).
+    """
+    g = math.gcd(n1, n2)
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))
+    if h <= 0:
+        return 1.0
+    if h >= lcm:  # only the two paths along the edges reach d = 1
+        h = lcm
+    if n1 == n2:
+        return _clip(_outside_square(n1, h))
+    return _clip(_outside_band(n1, n2, g, h))
+
+
+def _outside_square(n: int, h: int) -> float:
+    """Equal sizes: P(D_{n,n} >= h/n) = 2 sum_k (-1)^(k+1) C(2n, n - k h) / C(2n, n),
+    summed as scipy's `_compute_prob_outside_square` does (a Horner form of ratios, the
+    same scalar operations in the same order), so that no term cancels another."""
+    total = 0.0
+    k = n // h
+    while k >= 0:
+        ratio = 1.0
+        for j in range(h):
+            ratio = (n - k * h - j) * ratio / (n + k * h + j + 1)
+        total = ratio * (1.0 - total)
+        k -= 1
+    return 2.0 * total
+
+
+def _outside_band(n1: int, n2: int, g: int, h: int) -> float:
+    """Unequal sizes: Q(m, n) of `ks_2samp_exact_sf`'s recursion, by anti-diagonals."""
+    m, n = max(n1, n2), min(n1, n2)
+    hg = h * g  # inside the band: |n x - m y| < h g, with x <= m and y <= n
+    total = m + n
+    # Q on diagonal s, at x = k - 1 in slot k (slot 0: x = -1, whose weight is 0). Slots
+    # outside the band hold 1: the band only moves up, so each step resets the one slot
+    # below it that the next step reads.
+    prev = np.ones(m + 2)
+    cur = np.ones(m + 2)
+    x_of_slot = np.arange(-1, m + 1, dtype=np.float64)
+    prev[1] = 0.0
+    for s in range(1, total + 1):
+        lo = max((m * s - hg) // total + 1, s - n, 0)
+        hi = min((m * s + hg - 1) // total, m, s)
+        if hi < lo:  # every path has left the band
+            return 1.0
+        x = x_of_slot[lo + 1 : hi + 2]
+        out = cur[lo + 1 : hi + 2]
+        np.multiply(x, prev[lo : hi + 1], out=out)  # x Q(x - 1, y) ...
+        out += (s - x) * prev[lo + 1 : hi + 2]  # ... + y Q(x, y - 1) ...
+        out /= s  # ... over x + y
+        cur[lo] = 1.0
+        prev, cur = cur, prev
+    return float(prev[m + 1])

@@ -176,7 +176,8 @@ METHODS: dict[str, MethodSpec] = {
             "test",
             _NUM,
             0.05,
-            "two-sample Kolmogorov-Smirnov statistic, exact; asymptotic p-value",
+            "two-sample Kolmogorov-Smirnov statistic, exact; p-value exact up to 10,000 rows a "
+            "side, asymptotic above (as scipy's ks_2samp)",
             _ks,
             "own",
         ),
