@@ -163,12 +163,6 @@ BAD_BATCHES = [
         id="missing-column",
     ),
     pytest.param(
-        lambda b: b.assign(discount=0.1),
-        SchemaError,
-        r"column\(s\) 'discount' that the reference does not have",
-        id="extra-column",
-    ),
-    pytest.param(
         set_at("price", ROW, "abc"),
         DtypeMismatchError,
         rf"column 'price' must be numeric, but row {ROW} holds 'abc'",

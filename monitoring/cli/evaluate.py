@@ -97,7 +97,7 @@ def evaluate(
     """Evaluate the batch SOURCE into one MLflow run (the help text is `help=` above)."""
     from monitoring.collect.sources import mask_url, parse_params
     from monitoring.track.description import degraded_lines, terminal_table
-    from monitoring.track.pipeline import evaluate_and_log
+    from monitoring.track.pipeline import evaluate_and_log, is_reference_id
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
     logged = evaluate_and_log(
@@ -117,8 +117,8 @@ def evaluate(
     report = logged.report
     if sys.stderr.isatty():
         click.echo("", err=True)
-    for note in report.reference.notes:
-        click.echo(f"schema: {note}")
+    for line in schema_lines(report.reference, stored=is_reference_id(reference)):
+        click.echo(f"schema: {line}")
     click.echo(terminal_table(report))
     for warning in report.warnings:
         click.echo(f"warning: {warning}")
@@ -144,3 +144,23 @@ def evaluate(
         sys.exit(EXIT_QUALITY)
     if fail_on_drift and report.status != "ok":
         sys.exit(EXIT_DRIFT)
+
+
+def schema_lines(reference, *, stored: bool) -> list[str]:
+    """Where each role came from: the stored reference's, or what fitting it here inferred."""
+    if not stored:
+        return list(reference.notes)
+    schema, origin = reference.schema, f"(from the stored reference {reference.id})"
+    roles = [
+        ("id", schema.id),
+        ("timestamp", schema.timestamp),
+        ("target", schema.target),
+        ("prediction", schema.prediction),
+        ("task", schema.task),
+    ]
+    lines = [f"{role}: {value!r} {origin}" for role, value in roles if value]
+    if schema.prediction_scores:
+        lines.append(f"class scores: {', '.join(schema.prediction_scores.values())} {origin}")
+    for kind, columns in (("numerical", schema.numerical), ("categorical", schema.categorical)):
+        lines.append(f"{kind} features: {', '.join(columns) or '(none)'} {origin}")
+    return lines

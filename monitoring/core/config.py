@@ -23,6 +23,7 @@ from monitoring.stats.multiple_testing import CORRECTIONS
 from monitoring.stats.registry import CATEGORICAL, METHODS, NUMERICAL
 
 TASKS = ("classification", "regression")
+EXTRA_COLUMNS = ("ignore", "error")
 DECISION_MODES = ("calibrated", "fixed")
 MULTIVARIATE_METHODS = ("reconstruction", "mmd")
 
@@ -193,10 +194,17 @@ class SchemaConfig:
     categorical: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     task: str | None = None
+    # A batch column the reference does not have: "ignore" (reported once, not monitored,
+    # kept in worst_samples.csv) or "error".
+    extra_columns: str = "ignore"
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
             raise setting_error("schema.task", f"one of {', '.join(TASKS)}", self.task)
+        if self.extra_columns not in EXTRA_COLUMNS:
+            raise setting_error(
+                "schema.extra_columns", f"one of {', '.join(EXTRA_COLUMNS)}", self.extra_columns
+            )
         for name in ("numerical", "categorical"):
             value = getattr(self, name)
             if value is not None:

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from monitoring.core.config import SchemaConfig
-from monitoring.errors import ColumnNotFoundError, DtypeMismatchError, SchemaError
+from monitoring.errors import (
+    ColumnNotFoundError,
+    ConfigError,
+    DtypeMismatchError,
+    SchemaError,
+)
 
 TARGET_NAMES = ("target", "label", "y", "y_true", "ground_truth", "truth", "actual")
 PREDICTION_NAMES = ("prediction", "pred", "y_pred", "predicted", "yhat")
@@ -225,8 +230,11 @@ def check_columns(
     where: str,
     need_prediction: bool,
     need_target: bool = True,
-) -> None:
-    """Fail when `frame` lacks a schema column or holds columns the reference did not have.
+    exclude: tuple[str, ...] = (),
+    extra_columns: str = "error",
+) -> list[str]:
+    """Fail when `frame` lacks a schema column; return the columns the reference did not
+    have (outside `exclude`), which fail too when `extra_columns` is "error".
 
     The prediction and the target may be absent from a batch (predictions made by a model,
     ground truth not known yet) unless `need_prediction` / `need_target` say otherwise.
@@ -242,16 +250,69 @@ def check_columns(
         raise ColumnNotFoundError(
             f"{where} lacks column(s) {', '.join(map(repr, missing))} that the reference has"
         )
-    known = set(schema.columns) | set(schema.ignored)
-    extra = sorted(present - known)
-    if extra:
+    known = set(schema.columns) | set(schema.ignored) | set(exclude)
+    extra = [str(c) for c in frame.columns if str(c) not in known]
+    if extra and extra_columns == "error":
         raise SchemaError(
             f"{where} has column(s) {', '.join(map(repr, extra))} that the reference does not "
-            "have; drop them or list them in `schema.exclude` when fitting the reference"
+            "have; drop them, exclude them (`schema.exclude`, --exclude), or set "
+            '`schema.extra_columns = "ignore"` to leave them unmonitored'
         )
     for column in schema.columns:
         if column in present:
             check_scalar_column(frame[column], column=column, where=where)
+    return extra
+
+
+# Each role a reference fixes: (config field, CLI option, what the reference calls it).
+_ROLES = (
+    ("target", "--target", "target column"),
+    ("prediction", "--prediction", "prediction column"),
+    ("id", "--id-col", "id column"),
+    ("timestamp", "schema.timestamp", "timestamp column"),
+    ("task", "--task", "task"),
+)
+
+
+def check_roles_against(schema: Schema, config: SchemaConfig, *, reference: str) -> None:
+    """ConfigError when a role given now (CLI option, argument or config) differs from the
+    fitted reference's: its roles were fixed when it was fitted. A role equal to the
+    reference's is fine; an excluded column may not be one the reference monitors."""
+    for name, option, label in _ROLES:
+        given, stored = getattr(config, name), getattr(schema, name)
+        if given is not None and given != stored:
+            _conflict(option, given, f"the reference's {label} {stored!r}", reference)
+    for name, option in (("numerical", "--numerical"), ("categorical", "--categorical")):
+        given, stored = getattr(config, name), getattr(schema, name)
+        if given is not None and set(given) != set(stored):
+            shown = ", ".join(stored) or "(none)"
+            _conflict(
+                option, ",".join(given), f"the reference's {name} features: {shown}", reference
+            )
+    if config.prediction_scores and dict(config.prediction_scores) != dict(
+        schema.prediction_scores
+    ):
+        _conflict(
+            "schema.prediction_scores",
+            dict(config.prediction_scores),
+            f"the reference's class scores {dict(schema.prediction_scores)!r}",
+            reference,
+        )
+    used = set(schema.columns)
+    for column in config.exclude:
+        if column in used:
+            raise ConfigError(
+                f"--exclude {column!r} is a column that reference {reference} monitors; a "
+                "reference's columns are fixed when it is fitted: fit a new reference with "
+                "--exclude"
+            )
+
+
+def _conflict(option: str, given: object, stored: str, reference: str) -> None:
+    raise ConfigError(
+        f"{option} {given!r} differs from {stored} (reference {reference}); a reference's "
+        "roles are fixed when it is fitted: leave the option out, or fit a new reference"
+    )
 
 
 def check_scalar_column(series: pd.Series, *, column: str, where: str) -> None:

@@ -19,6 +19,7 @@ from monitoring.collect.inference import load_model
 from monitoring.collect.sources import Source, open_source
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Engine
+from monitoring.core.schema import check_roles_against
 from monitoring.errors import EmptyBatchError, SchemaError
 from monitoring.evaluation.batch_plan import BatchPlan
 from monitoring.evaluation.fit import fit_reference, with_roles
@@ -54,8 +55,11 @@ def evaluate(
 
     `model` is an MLflow model URI or a loaded module; it is loaded and run only when the
     batch has no prediction column (or only empty ones in its first chunk). `query` and
-    `params` apply to a SQL batch. The column roles given here override the config's and
-    matter only when the reference is fitted here. `ignored_samples` (ids, or row numbers
+    `params` apply to a SQL batch. The column roles given here override the config's; with a
+    fitted reference they must equal its own (ConfigError otherwise: its roles were fixed
+    when it was fitted). Batch columns outside the reference's schema are reported once and
+    not monitored (`schema.extra_columns = "error"` refuses them; `schema.exclude` silences
+    them); they are kept in the worst samples. `ignored_samples` (ids, or row numbers
     without an id column) are left out of a second set of performance metrics, reported as
     `<metric>_excl_ignored` beside the full ones. `dataset_tests` are batch-level tests
     computed elsewhere (`monitoring.embedding_drift`): decided with the input features
@@ -77,7 +81,9 @@ def evaluate(
     )
     if config.drift.embedding_layer is not None and isinstance(model, str):
         model = load_model(model)  # once, for the reference and the batch
-    if not isinstance(reference, Reference):
+    if isinstance(reference, Reference):
+        check_roles_against(reference.schema, config.schema, reference=reference.id)
+    else:
         reference = fit_reference(
             reference, config=config, model=model, require_features=not dataset_tests
         )

@@ -82,6 +82,7 @@ class BatchPlan:
         self.performance_kept: PerformanceAccumulator | None = None
         self.worst: WorstSamples | None = None
         self.warnings: list[str] = []
+        self.unmonitored: list[str] = []  # batch columns outside the reference's schema
 
     def __call__(self, first: pd.DataFrame) -> Steps:
         """Decide, from the first chunk, where predictions come from; the pass's steps."""
@@ -121,9 +122,14 @@ class BatchPlan:
         )
 
     def _start(self, chunk: pd.DataFrame) -> None:
-        check_columns(
-            chunk, self.schema, where=self.where, need_prediction=False, need_target=False
-        )
+        self.unmonitored = self._check(chunk, need_prediction=False, need_target=False)
+        extra = [c for c in self.unmonitored if c not in self.config.schema.exclude]
+        if extra:
+            self.warnings.append(
+                f"column(s) {', '.join(map(repr, extra))} are not in the reference: not "
+                'monitored (kept in worst_samples.csv; `schema.extra_columns = "error"` '
+                "refuses them)"
+            )
         present = set(map(str, chunk.columns))
         target = self.schema.target
         self.has_truth = bool(target and target in present and chunk[target].notna().any())
@@ -180,10 +186,8 @@ class BatchPlan:
     def prepare(self, frame: pd.DataFrame, offset: int) -> Chunk:
         """Check a chunk's columns; add the model's predictions when it makes them."""
         if offset:
-            check_columns(
+            self._check(
                 frame,
-                self.schema,
-                where=self.where,
                 need_prediction=self.has_prediction and not self.predicted_by_model,
                 need_target=self.has_truth,
             )
@@ -204,8 +208,21 @@ class BatchPlan:
                 run_model(self.model, frame, self.schema)  # predictions stored: activations
         return chunk
 
+    def _check(self, frame: pd.DataFrame, *, need_prediction: bool, need_target: bool):
+        """The chunk's columns checked; those outside the reference's schema."""
+        return check_columns(
+            frame,
+            self.schema,
+            where=self.where,
+            need_prediction=need_prediction,
+            need_target=need_target,
+            exclude=self.config.schema.exclude,
+            extra_columns=self.config.schema.extra_columns,
+        )
+
     def _kept_columns(self) -> list[str]:
-        """The worst samples' columns: id, time, features, truth and outputs."""
+        """The worst samples' columns: id, time, features, truth and outputs, then the
+        batch's columns outside the schema (so that the rows can be found)."""
         wanted = [
             self.schema.id,
             self.schema.timestamp,
@@ -213,6 +230,7 @@ class BatchPlan:
             self.schema.target,
             self.prediction_column,
             *self.score_columns.values(),
+            *self.unmonitored,
         ]
         return list(dict.fromkeys(c for c in wanted if c))
 
