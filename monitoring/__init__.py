@@ -19,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "evaluate": "monitoring.evaluation.batch",
+    "evaluate": "monitoring.track.references",
     "fit_reference": "monitoring.evaluation.fit",
     "evaluate_and_log": "monitoring.track.pipeline",
     "compare": "monitoring.track.comparison",

@@ -3,6 +3,9 @@ given with a fitted or stored reference, and the forms a reference takes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +13,7 @@ from click.testing import CliRunner
 
 from monitoring.cli.main import main
 from monitoring.core.config import MonitoringConfig, SchemaConfig, load_config
-from monitoring.errors import ConfigError, SchemaError
+from monitoring.errors import ConfigError, NotFittedError, SchemaError
 from monitoring.evaluation.batch import evaluate
 from monitoring.evaluation.fit import fit_reference
 
@@ -147,3 +150,45 @@ def test_cli_role_options_are_checked_against_the_stored_reference(tracking_uri,
     assert schema and all(f"(from the stored reference {reference_id})" in s for s in schema)
     assert not any("inferred" in s for s in schema)
     assert f"schema: target: 'label' (from the stored reference {reference_id})" in schema
+
+
+# -- 3: the forms of a reference ----------------------------------------------------------
+
+
+def test_public_evaluate_accepts_a_stored_reference_id(tracking_uri, fitted):
+    import monitoring
+    from monitoring.track import log_reference, make_client
+
+    log_reference(make_client(tracking_uri), fitted)
+    report = monitoring.evaluate(BATCH, fitted.id)
+    assert report.reference.id == fitted.id
+    assert report.n_rows == len(BATCH)
+    with pytest.raises(ConfigError, match=r"--target 'other' differs"):
+        monitoring.evaluate(BATCH, fitted.id, target="other")
+
+
+def test_an_unknown_reference_id_names_the_id_and_the_store(tracking_uri):
+    import monitoring
+
+    with pytest.raises(NotFittedError, match=r"no reference with id 'c42ee1f52f0b10e2'") as caught:
+        monitoring.evaluate(BATCH, "c42ee1f52f0b10e2")
+    assert "mlflow.db" in str(caught.value)
+
+
+def test_public_evaluate_checks_roles_against_a_fitted_reference(fitted):
+    import monitoring
+
+    with pytest.raises(ConfigError, match=r"--target 'other' differs from the reference's"):
+        monitoring.evaluate(BATCH, fitted, target="other")
+    assert monitoring.evaluate(BATCH, REFERENCE).n_rows == len(BATCH)  # fitted here
+
+
+def test_evaluate_without_an_id_does_not_import_mlflow():
+    code = (
+        "import sys, monitoring, pandas as pd; "
+        "df = pd.DataFrame({'x': [float(i % 7) for i in range(200)]}); "
+        "monitoring.evaluate(df, df); print('mlflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -97,7 +97,8 @@ def evaluate(
     """Evaluate the batch SOURCE into one MLflow run (the help text is `help=` above)."""
     from monitoring.collect.sources import mask_url, parse_params
     from monitoring.track.description import degraded_lines, terminal_table
-    from monitoring.track.pipeline import evaluate_and_log, is_reference_id
+    from monitoring.track.pipeline import evaluate_and_log
+    from monitoring.track.references import is_reference_id
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
     logged = evaluate_and_log(

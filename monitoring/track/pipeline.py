@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,11 +26,19 @@ from monitoring.track import (
 from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
 from monitoring.track.bounds import bounded_requests
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.references import REFERENCE_ID, is_reference_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-REFERENCE_ID = re.compile(r"^[0-9a-f]{16}$")
+__all__ = [
+    "REFERENCE_ID",
+    "LoggedEvaluation",
+    "evaluate_and_log",
+    "experiment_name_for",
+    "is_reference_id",
+    "obtain_reference",
+]
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,6 @@ class LoggedEvaluation:
     tracking_uri: str
     model: ModelInfo
     batch_id: str
-
-
-def is_reference_id(value: object) -> bool:
-    """A 16-hex-digit id that is not also the name of a file here."""
-    return isinstance(value, str) and bool(REFERENCE_ID.match(value)) and not Path(value).exists()
 
 
 def obtain_reference(
@@ -99,6 +100,9 @@ def evaluate_and_log(
     dataset_tests: Sequence[DatasetDrift] = (),
 ) -> LoggedEvaluation:
     """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
+
+    `reference` takes the forms of `monitoring.evaluate` (`track.references`): a fitted
+    Reference, data to fit one from (logged as a reference run), or a stored reference id.
 
     `batch_id` defaults to the source name and the batch's content digest. `model` is an
     already loaded module to use instead of loading `model_uri`. `run_id` logs into an

@@ -7,6 +7,7 @@ import math
 import tempfile
 from typing import TYPE_CHECKING
 
+from monitoring.core.masking import mask_url
 from monitoring.errors import NotFittedError, TrackingError
 from monitoring.measure.reference import Reference
 from monitoring.measure.reference_files import load_reference_files, save_reference
@@ -115,7 +116,8 @@ def load_reference(client: MlflowClient, reference_id: str) -> Reference:
     run_id = find_reference_run(client, reference_id)
     if run_id is None:
         raise NotFittedError(
-            f"no reference with id {reference_id!r} in the tracking store; fit one with "
+            f"no reference with id {reference_id!r} in the tracking store "
+            f"{mask_url(client.tracking_uri)}; fit one with "
             "`monitoring reference fit SOURCE`"
         )
     with tempfile.TemporaryDirectory() as folder:
