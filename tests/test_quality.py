@@ -207,3 +207,20 @@ def test_the_drift_table_carries_each_columns_quality_findings(reference):
     table = report.drift_table.set_index("feature")
     assert table.loc["age", "quality"].iloc[0].startswith("200 of 2,000 rows outside")
     assert (table.loc["amount", "quality"] == "").all()
+
+
+def test_anomalous_rows_are_scored_on_a_sample_that_ignores_chunking():
+    """Every row of the first 50,000, then one in four by a hash of the row number: the
+    same rows whatever the chunks, about a quarter of the rest."""
+    from monitoring.measure.quality_counts import SCORE_EVERY_ROW, scored_rows
+
+    def positions(start: int, rows: int) -> np.ndarray:
+        kept = scored_rows(start, rows)
+        return start + (np.arange(rows) if kept is None else kept)
+
+    whole = positions(0, 400_000)
+    chunked = np.concatenate([positions(start, 30_000) for start in range(0, 390_000, 30_000)])
+    np.testing.assert_array_equal(whole, np.concatenate([chunked, positions(390_000, 10_000)]))
+    assert scored_rows(0, SCORE_EVERY_ROW) is None
+    beyond = (len(whole) - SCORE_EVERY_ROW) / (400_000 - SCORE_EVERY_ROW)
+    assert beyond == pytest.approx(0.25, abs=0.005)
