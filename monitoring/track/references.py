@@ -15,7 +15,7 @@ then) and hands the rest to it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from monitoring.collect.sources import Source
 from monitoring.core.config import MonitoringConfig
 from monitoring.evaluation.batch import evaluate as evaluate_batch
 from monitoring.evaluation.report import BatchReport
+from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import Reference
 
 if TYPE_CHECKING:
@@ -75,7 +76,13 @@ def evaluate(
     numerical: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
     task: str | None = None,
-    **options: Any,
+    model: Any = None,
+    batch_id: str | None = None,
+    query: str | None = None,
+    params: Mapping[str, object] | None = None,
+    progress: Callable[[int], None] | None = None,
+    ignored_samples: Sequence[str] = (),
+    dataset_tests: Sequence[DatasetDrift] = (),
 ) -> BatchReport:
     """Evaluate a batch against `reference` in one streaming pass; nothing is logged.
 
@@ -94,5 +101,11 @@ def evaluate(
         numerical=numerical,
         categorical=categorical,
         task=task,
-        **options,
+        model=model,
+        batch_id=batch_id,
+        query=query,
+        params=params,
+        progress=progress,
+        ignored_samples=ignored_samples,
+        dataset_tests=dataset_tests,
     )
