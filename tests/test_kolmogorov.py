@@ -95,15 +95,16 @@ def test_sf_is_monotone_across_the_formula_switch() -> None:
 
 def test_streamed_p_values_do_not_import_scipy_stats() -> None:
     # scipy.stats takes 0.4-1 s to import: a fifth of a 1M-row evaluation, and most of a
-    # 50,000-row one (tiny statistics fell in kstwo's Durbin region).
+    # 50,000-row one (tiny statistics fell in kstwo's Durbin region). Exact p-values of
+    # unequal sizes (up to 10,000 rows) do import it, for scipy's compiled loop.
     code = (
         "import sys\n"
         "import monitoring.evaluation.batch, monitoring.measure.drift\n"
         "from monitoring.stats import ks_pvalue\n"
         "for d in (1e-6, 1e-5, 5e-4, 0.001, 0.004, 0.01, 0.05):\n"
-        "    for batch in (1_000_000, 50_000, 6_000):\n"
+        "    for batch in (1_000_000, 50_000, 20_000):\n"
         "        ks_pvalue(d, 100_000, batch)\n"
-        "        ks_pvalue(d, min(batch, 5_000), 3_000)\n"  # exact: no scipy.stats either
+        "        ks_pvalue(d, 3_000, 3_000)\n"  # exact, equal sizes: no scipy.stats either
         "print('scipy.stats' in sys.modules)\n"
     )
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -137,6 +138,20 @@ def test_exact_two_sample_p_value_equals_scipy_default(n1: int, n2: int) -> None
         ), (n1, n2, statistic)
         assert ks_pvalue(statistic, n1, n2) == pytest.approx(expected, rel=1e-9, abs=1e-300)
         assert ks_pvalue(statistic, n2, n1) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(7, 11), (1, 9), (2_000, 3_000), (999, 10_000)])
+def test_numpy_band_recursion_equals_scipys_compiled_one(n1: int, n2: int) -> None:
+    """`_outside_band` stands in for scipy's private compiled loop: the same numbers."""
+    from scipy.stats._stats_pythran import _compute_outer_prob_inside_method
+
+    from monitoring.stats.kolmogorov import _outside_band
+
+    g = math.gcd(n1, n2)
+    lcm = n1 * n2 // g
+    for h in np.unique(np.linspace(1, lcm, 25).round().astype(int)):
+        expected = _compute_outer_prob_inside_method(n1, n2, g, int(h))
+        assert _outside_band(n1, n2, g, int(h)) == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
 @pytest.mark.parametrize(("n1", "n2"), [(7, 11), (60, 90), (64, 64), (300, 200)])
