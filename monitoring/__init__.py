@@ -1,6 +1,7 @@
 """Drift and performance monitoring for PyTorch models, native to MLflow.
 
     import monitoring
+    monitoring.log_model(model, "churn", classes=["stay", "leave"], example=train_df.head())
     reference = monitoring.fit_reference(train_df, target="label")
     report = monitoring.evaluate(batch_df, reference)
     report.drift_table, report.status, report.performance
@@ -66,6 +67,7 @@ _EXPORTS = {
     "NoRunsError": "monitoring.errors",
     "NoteError": "monitoring.errors",
     "NotLoggedError": "monitoring.errors",
+    "log_model": "monitoring.track.models",
     "sync_outbox": "monitoring.track.delivery",
     "doctor": "monitoring.track.doctor",
 }
@@ -116,6 +118,7 @@ __all__ = [
     "list_notes",
     "load_config",
     "load_reference_files",
+    "log_model",
     "open_source",
     "save_reference",
     "show_note",

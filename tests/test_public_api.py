@@ -57,6 +57,7 @@ PUBLIC = [
     "list_notes",
     "load_config",
     "load_reference_files",
+    "log_model",
     "open_source",
     "save_reference",
     "show_note",

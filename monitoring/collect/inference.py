@@ -6,11 +6,13 @@ The contract for a user's model (an `nn.Module` logged with `mlflow.pytorch`):
 - `forward` returns, for classification, one logit (or probability) per class in the order
   of its `classes` attribute (else the reference's sorted class labels); for regression one
   value per row;
-- pickled models keep these methods: log them with `serialization_format="pickle"`.
+- pickled models keep these methods: log them with `serialization_format="pickle"`, as
+  `monitoring.log_model` does (it also checks the contract on example rows).
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +34,12 @@ def load_model(uri: str) -> Any:
         raise ModelError(f"model {uri!r} cannot be loaded: {error.message}") from error
     except OSError as error:
         raise ModelError(f"model {uri!r} cannot be loaded: {error}") from error
+    except (ImportError, AttributeError, pickle.UnpicklingError) as error:
+        # a class pickled by reference whose module (or the class in it) is not importable
+        raise ModelError(
+            f"model {uri!r} cannot be unpickled: {type(error).__name__}: {error} (a model "
+            "class defined in a module is pickled by name: that module must be importable here)"
+        ) from error
     model.eval()
     return model
 
@@ -53,15 +61,10 @@ def predict_frame(
 ) -> pd.DataFrame:
     """Predictions for `frame` as a DataFrame with the prediction (and score) columns."""
     outputs = run_model(model, frame, schema)
-    out = outputs.detach().cpu().numpy() if hasattr(outputs, "detach") else np.asarray(outputs)
     if schema.task == "regression":
-        return pd.DataFrame({prediction_column: out.reshape(len(frame))}, index=frame.index)
-    out = out.reshape(len(frame), -1)
-    if out.shape[1] != len(classes):
-        raise ModelError(
-            f"the model returns {out.shape[1]} outputs per row but there are {len(classes)} "
-            f"classes ({', '.join(classes)})"
-        )
+        values = model_outputs(outputs, len(frame), None)
+        return pd.DataFrame({prediction_column: values}, index=frame.index)
+    out = model_outputs(outputs, len(frame), classes)
     is_probability = np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-4)
     scores = out if is_probability else _softmax(out)
     # The predicted class as codes over the classes: the pass reads them as class codes
@@ -74,6 +77,31 @@ def predict_frame(
         if label in score_columns:
             result[score_columns[label]] = scores[:, i]
     return result
+
+
+def model_outputs(outputs: Any, n_rows: int, classes: Sequence[str] | None) -> np.ndarray:
+    """The model's outputs on `n_rows` rows as an array of the contract's shape: one column
+    per class (n_rows, len(classes)), or one value per row (n_rows,) when `classes` is None
+    (regression). ModelError names the shape when it is not that."""
+    out = outputs.detach().cpu().numpy() if hasattr(outputs, "detach") else np.asarray(outputs)
+    if classes is None:
+        if out.size != n_rows:
+            raise ModelError(
+                f"the model outputs shape {tuple(out.shape)} for {n_rows} rows but a regression "
+                "model returns one value per row (a classifier needs its `classes`)"
+            )
+        return out.reshape(n_rows)
+    if out.size == n_rows * len(classes):
+        return out.reshape(n_rows, len(classes))
+    got = (
+        f"{out.shape[1]} columns per row"
+        if out.ndim == 2 and out.shape[0] == n_rows
+        else f"shape {tuple(out.shape)} for {n_rows} rows"
+    )
+    raise ModelError(
+        f"the model outputs {got} but there are {len(classes)} classes "
+        f"({', '.join(map(str, classes))}): one column per class, in that order"
+    )
 
 
 def run_model(model: Any, frame: pd.DataFrame, schema: Schema) -> Any:
