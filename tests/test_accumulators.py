@@ -57,6 +57,7 @@ ACCUMULATORS: dict[str, Callable[[BatchPlan], Any]] = {
     "segments": lambda plan: plan.segments,
     "multivariate": lambda plan: plan.multivariate,
     "time-range": lambda plan: plan.time_range,
+    "sample-ids": lambda plan: plan.samples,
 }
 
 
@@ -72,6 +73,8 @@ def _same(merged: Any, whole: Any) -> None:
         for a, b in zip(merged, whole, strict=True):
             assert (a.method, a.n) == (b.method, b.n)
             assert a.statistic == pytest.approx(b.statistic, rel=1e-9)
+    elif hasattr(merged, "equals"):  # an Arrow table
+        assert merged.equals(whole)
     else:
         assert merged == whole
 

@@ -285,18 +285,30 @@ def test_writing_defaults_to_the_configured_store(client):
 
 
 @pytest.mark.parametrize(
-    ("which", "kept", "refused", "column"),
+    ("which", "kept", "refused", "held"),
     [
-        pytest.param("shifted", "1003", "3", "id", id="id-column"),
-        pytest.param("rows", "3", "1003", "row", id="row-without-id-column"),
+        pytest.param(
+            "shifted",
+            "1003",
+            "3",
+            r"its batch holds 300 distinct sample ids \(its 'id' column, kept in samples.parquet",
+            id="id-column",
+        ),
+        pytest.param(
+            "rows",
+            "3",
+            "300",
+            "its batch has no id column: a sample id is a row number, 0 to 299",
+            id="row-without-id-column",
+        ),
     ],
 )
 def test_sample_ids_are_the_id_column_else_the_row(
-    store, store_client, which, kept, refused, column
+    store, store_client, which, kept, refused, held
 ):
     run_id = getattr(store, which)
     assert [n.sample_ids for n in run_notes(store_client, run_id)] == [(kept,)]
-    with pytest.raises(NoteError, match=f"'{refused}' is not among the 20 worst.*'{column}' col"):
+    with pytest.raises(NoteError, match=f"'{refused}' is not in batch run {run_id}: {held}"):
         add_note(run_id, verdict="other", text="x", sample_ids=[refused], client=store_client)
     assert _notes_tags(store_client, run_id)["monitoring.notes.count"] == "1"
 

@@ -60,12 +60,16 @@ def _table(found: list[Note]) -> str:
 
 @click.group()
 def notes() -> None:
-    """Notes on the worst samples of a batch run (the findings of explaining them)."""
+    """Notes on the samples of a batch run (the findings of explaining them)."""
 
 
 @notes.command("add")
 @click.option("--run-id", required=True, help="The batch run the note is about.")
-@click.option("--sample-ids", default="", help="Comma-separated ids from worst_samples.csv.")
+@click.option(
+    "--sample-ids",
+    default="",
+    help="Comma-separated ids of the batch's samples (its id column, else row numbers).",
+)
 @click.option("--verdict", required=True, help=f"One of: {', '.join(VERDICTS)}.")
 @click.option("--text", default=None, help="The note (Markdown).")
 @click.option("--file", default=None, help="A Markdown file holding the note (`-`: stdin).")

@@ -4,7 +4,8 @@
 
 The engine runs the batch's accumulators (`batch_plan`) over its chunks: drift counts per
 column, performance, worst samples, segments, multivariate tests, digest and time range.
-Memory is bounded by the reference and k, not by the batch. Nothing here talks to MLflow.
+Memory is bounded by the reference and k, not by the batch, except for the id column
+(its distinct hashes, and every id for `samples.parquet`). Nothing here talks to MLflow.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def evaluate(
             config.performance,
         ),
         quality=quality,
+        samples=plan.samples.result() if plan.samples is not None else None,
     )
 
 

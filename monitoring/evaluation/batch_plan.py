@@ -6,7 +6,7 @@ each chunk) and whether ground truth is there; that fixes the steps of the whole
     prepare   check the chunk's columns, run the model when the batch has no prediction
               (or for `drift.embedding_layer`, its activations captured as it runs)
     parallel  one `batch_counts` accumulator per column; the batch digest; the id column's
-              duplicates
+              duplicates and every sample id (`samples.parquet`)
     inline   the labels checked, performance (every row; rows not ignored), worst samples,
              the time range, the sample of the embedding layer's activations
     deferred  the multivariate tests, the anomalous rows and the error per segment (they
@@ -40,6 +40,7 @@ from monitoring.measure.performance.outputs import (
 from monitoring.measure.quality import QualityCheck, batch_quality
 from monitoring.measure.quality_counts import AnomalyFlags, DuplicateIds
 from monitoring.measure.reference import Reference
+from monitoring.measure.sample_table import SampleTable
 
 DEFAULT_PREDICTION_COLUMN = "prediction"
 
@@ -71,6 +72,7 @@ class BatchPlan:
         self.time_range = TimeRange(self.schema.timestamp)
         self.segments = SegmentErrors(reference)
         self.duplicates = DuplicateIds(self.schema.id) if self.schema.id else None
+        self.samples = SampleTable(self.schema.id) if self.schema.id else None
         self.anomalies = AnomalyFlags(reference.anomaly) if reference.anomaly else None
         self.prediction_column = self.schema.prediction or DEFAULT_PREDICTION_COLUMN
         self.score_columns = dict(self.schema.prediction_scores)
@@ -114,6 +116,8 @@ class BatchPlan:
         parallel = [*self.counts.update_steps(), self.digest.update]
         if self.duplicates is not None:
             parallel.append(self.duplicates.update)
+        if self.samples is not None:
+            parallel.append(self.samples.update)
         return Steps(
             prepare=self.prepare,
             parallel=parallel,

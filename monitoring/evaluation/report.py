@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -13,6 +13,9 @@ from monitoring.measure.drift import ColumnDrift
 from monitoring.measure.drift_verdict import drift_table
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.reference import FEATURE, PREDICTION, TARGET, Reference
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 STATUS_OK, STATUS_QUALITY, STATUS_DRIFT, STATUS_DEGRADED, STATUS_ALERT = (
     "ok",
@@ -31,7 +34,8 @@ class BatchReport:
     """What one batch evaluation found. `drift_table` has one row per (column, method), with
     each column's final verdict and its reason; `worst_samples` the rows with the highest
     error; `segments` where the error sits per feature bin or category (None without
-    performance)."""
+    performance); `samples` every sample's id in batch order (`measure.sample_table`;
+    None without an id column)."""
 
     reference: Reference
     columns: tuple[ColumnDrift, ...]
@@ -52,6 +56,7 @@ class BatchReport:
     multivariate: tuple[DatasetDrift, ...] = ()
     quality: tuple[Any, ...] = ()  # data-quality checks; each has a bool `flagged`
     performance_tests: tuple[Any, ...] = ()  # performance against the reference's; `flagged`
+    samples: pa.Table | None = None
 
     @property
     def reference_id(self) -> str:

@@ -27,8 +27,8 @@ to one run at the same moment and both count the same n. Ids written before the 
 existed (`<prefix>-<n>`) still parse. A note's text holds at most `MAX_NOTE_TEXT_BYTES`.
 
 Errors: an unknown verdict is a `ConfigError` (listing `VERDICTS`); everything else wrong
-with a note (empty text, a run that is not a batch run, a sample id that is not among the
-batch's worst samples, an unknown note id, an unparsable note file) is a `NoteError`.
+with a note (empty text, a run that is not a batch run, a sample id that is not in the
+batch, an unknown note id, an unparsable note file) is a `NoteError`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_NOTE_TEXT_BYTES",
     "VERDICTS",
     "Note",
+    "RowNumbers",
     "check_sample_ids",
     "check_text",
     "check_verdict",
@@ -128,18 +129,26 @@ def clean_sample_ids(sample_ids: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class RowNumbers:
+    """The row numbers of a batch without an id column (0 to n - 1), as a note names them:
+    decimal text without leading zeros, the way a re-evaluation matches them."""
+
+    n: int
+
+    def __contains__(self, value: object) -> bool:
+        text = str(value)
+        return text.isdecimal() and text == str(int(text)) and int(text) < self.n
+
+
 def check_sample_ids(
-    sample_ids: Sequence[str], available: Sequence[str], *, column: str, run_id: str
+    sample_ids: Sequence[str], available: Container[str], *, run_id: str, held: str
 ) -> None:
     """NoteError naming the first of `sample_ids` absent from `available` (compared as
-    strings with the worst samples' `column`)."""
-    known = set(available)
+    strings), the run, and what the run holds (`held`, in words)."""
     for value in sample_ids:
-        if value not in known:
-            raise NoteError(
-                f"sample id {value!r} is not among the {len(known)} worst samples of run "
-                f"{run_id} (compared with their {column!r} column)"
-            )
+        if value not in available:
+            raise NoteError(f"sample id {value!r} is not in batch run {run_id}: {held}")
 
 
 def next_note_id(run_id: str, existing: Iterable[str], *, suffix: str | None = None) -> str:

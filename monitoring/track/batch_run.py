@@ -22,6 +22,7 @@ from monitoring.errors import DuplicateBatchError
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift_verdict import decision_scale
 from monitoring.measure.reference import FEATURE
+from monitoring.measure.sample_table import SAMPLES_FILE, write_samples
 from monitoring.track import tags
 from monitoring.track.registry import ModelInfo
 
@@ -151,6 +152,8 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
     report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
     if len(report.worst_samples) > LARGE_TABLE_ROWS:
         report.worst_samples.to_parquet(folder / "worst_samples.parquet", index=False)
+    if report.samples is not None:  # every sample id: notes may name any of them
+        write_samples(report.samples, folder / SAMPLES_FILE)
     if report.segments is not None:
         report.segments.to_csv(folder / "segments.csv", index=False)
     (folder / "profile.json").write_text(json.dumps(report.profile, indent=1), encoding="utf-8")

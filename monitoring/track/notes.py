@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,7 @@ from monitoring.collect.sources import mask_url
 from monitoring.errors import NoteError, TrackingError
 from monitoring.explain.notes import (
     Note,
+    RowNumbers,
     check_sample_ids,
     check_text,
     check_verdict,
@@ -50,7 +51,7 @@ from monitoring.explain.notes import (
     sort_key,
     utc_now,
 )
-from monitoring.explain.worst_samples import ROW
+from monitoring.measure.sample_table import SAMPLES_FILE, read_sample_ids
 from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
 from monitoring.track.client import make_client
@@ -113,24 +114,40 @@ def _download(client: MlflowClient, run_id: str, path: str, folder: str) -> Path
     return Path(client.download_artifacts(run_id, path, folder))
 
 
-def _worst_sample_ids(client: MlflowClient, run_id: str) -> tuple[list[str], str]:
-    """The worst samples' ids as written (the id column, else `row`) and that column."""
+def _batch_sample_ids(client: MlflowClient, run: Run) -> tuple[Container[str], str]:
+    """The sample ids a note on `run` may name, and what they are in words (for errors).
+
+    With an id column: every id of the batch (`samples.parquet`), or only the worst
+    samples' for a run logged before that artifact existed. Without one: row numbers.
+    """
+    run_id = run.info.run_id
     names = {item.path for item in client.list_artifacts(run_id)}
-    if "worst_samples.csv" not in names:
-        return [], ROW
     with tempfile.TemporaryDirectory() as folder:
-        worst = pd.read_csv(
-            _download(client, run_id, "worst_samples.csv", folder),
-            dtype=str,
-            keep_default_na=False,
-        )
         schema = {}
         if "schema.json" in names:
             schema = json.loads(_download(client, run_id, "schema.json", folder).read_text())
-    column = schema.get("id")
-    if not column or column not in worst.columns:
-        column = ROW
-    return (worst[column].tolist() if column in worst.columns else []), column
+        column = schema.get("id")
+        if column and SAMPLES_FILE in names:
+            ids = read_sample_ids(_download(client, run_id, SAMPLES_FILE, folder))
+            return ids, (
+                f"its batch holds {len(ids):,} distinct sample ids (its {column!r} column, "
+                f"kept in {SAMPLES_FILE})"
+            )
+        if not column:
+            rows = int(run.data.metrics.get("data/n_rows", 0))
+            return RowNumbers(rows), (
+                f"its batch has no id column: a sample id is a row number, 0 to {rows - 1}"
+            )
+        worst = pd.DataFrame()
+        if "worst_samples.csv" in names:
+            path = _download(client, run_id, "worst_samples.csv", folder)
+            worst = pd.read_csv(path, dtype=str, keep_default_na=False)
+    ids = set(worst[column]) if column in worst.columns else set()
+    return ids, (
+        f"it was logged before {SAMPLES_FILE} kept every sample id of a batch, so only its "
+        f"{len(ids)} worst samples can be noted (their {column!r} column in "
+        "worst_samples.csv); re-evaluate the batch with --replace to note any of its samples"
+    )
 
 
 def run_notes(client: MlflowClient, run_id: str) -> list[Note]:
@@ -224,8 +241,9 @@ def add_note(
     `verdict` is one of `monitoring.explain.notes.VERDICTS` (`anomaly-ignore` leaves the
     samples out of `perf/<metric>_excl_ignored` when the batch is re-evaluated with
     `replace`); `text` is Markdown; `author` defaults to $USER. The run must be a finished
-    batch run and every sample id one of its worst samples (compared as strings with the
-    id column of `worst_samples.csv`, or `row` when the batch has no id column). Nothing is
+    batch run and every sample id one of its batch's: an id of its id column (compared as
+    strings with `samples.parquet`; for runs logged before that artifact, with
+    `worst_samples.csv`), or a row number when the batch has no id column. Nothing is
     written when a check fails: ConfigError for an unknown verdict, NoteError otherwise;
     TrackingError when the store refuses a write. `client` defaults to the configured
     tracking store (MLFLOW_TRACKING_URI, else ./mlflow.db).
@@ -236,8 +254,8 @@ def add_note(
     samples = clean_sample_ids(sample_ids)
     run = _batch_run(client, run_id)
     if samples:
-        available, column = _worst_sample_ids(client, run_id)
-        check_sample_ids(samples, available, column=column, run_id=run_id)
+        available, held = _batch_sample_ids(client, run)
+        check_sample_ids(samples, available, run_id=run_id, held=held)
     existing = run_notes(client, run_id)
     run_tags = run.data.tags
     note = Note(
