@@ -266,7 +266,7 @@ def test_column_entirely_missing_in_the_batch_is_a_quality_finding_with_a_warnin
     ]
     run = store.get_run(logged.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics[f"drift/{column}/missing_rate"] == 1.0
+    assert run.data.metrics[f"quality/{column}/missing"] == 1.0
     assert run.data.metrics[f"quality/{column}/missing_flagged"] == 1.0
     assert [r.info.run_id for r in finished_batch_runs(store, "holes")] == [logged.run_id]
 
@@ -312,7 +312,7 @@ def test_unseen_categories_are_logged_with_their_rate_and_a_warning(store: Mlflo
     ]
     run = store.get_run(logged.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["drift/color/unseen_rate"] == pytest.approx(0.25)
+    assert run.data.metrics["quality/color/unseen"] == pytest.approx(0.25)
 
 
 # -- 8: feature names MLflow keys cannot hold --------------------------------------------------
@@ -335,7 +335,7 @@ def test_unsafe_feature_names_are_logged_under_safe_keys_with_a_map(
     assert sorted(keys) == sorted(ODD_NAMES.values())
     assert all(SAFE_KEY.match(key) for key in keys.values()), keys
     assert len(set(keys.values())) == len(keys)
-    assert {f"drift/{key}/psi" for key in keys.values()} <= set(run.data.metrics)
+    assert {f"drift/{key}/drifted" for key in keys.values()} <= set(run.data.metrics)
     assert not [m for m in run.data.metrics if "€" in m or "@" in m]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -45,26 +47,28 @@ def test_batch_run_tags(client, logged):
 
 def test_batch_run_metric_keys(client, logged):
     metrics = client.get_run(logged.run_id).data.metrics
+    report = logged.report
+    per_column = {}
+    for c in report.columns:
+        method = c.decision_method
+        per_column[c.column] = {
+            f"drift/{c.column}/{method}",
+            f"drift/{c.column}/{method}_threshold",
+            f"drift/{c.column}/drifted",
+        } | ({f"drift/{c.column}/adjusted_pvalue"} if c.adjusted_p_value is not None else set())
+        logged_for_column = {k for k in metrics if k.startswith(f"drift/{c.column}/")}
+        # The decision's statistic and threshold, effect, adjusted p-value and verdict:
+        # nothing else per column (the other methods are in drift.csv).
+        assert per_column[c.column] <= logged_for_column <= per_column[c.column] | {
+            f"drift/{c.column}/effect"
+        }, c.column
     expected = {
-        "drift/x/kl",
-        "drift/x/psi",
-        "drift/x/js",
-        "drift/x/hellinger",
-        "drift/x/ks",
-        "drift/x/ks_pvalue",
-        "drift/x/wasserstein",
-        "drift/x/wasserstein_scaled",
-        "drift/x/psi_threshold",
-        "drift/x/drifted",
-        "drift/x/missing_delta",
-        "drift/color/chi2",
-        "drift/color/chi2_pvalue",
-        "drift/color/unseen_rate",
         "drift/dataset/drift",
         "drift/dataset/n_drifted",
         "drift/dataset/share_drifted",
         "drift/dataset/prediction_drift",
         "drift/dataset/target_drift",
+        "quality/color/unseen",
         "perf/accuracy",
         "perf/roc_auc",
         "perf/log_loss",
@@ -73,10 +77,29 @@ def test_batch_run_metric_keys(client, logged):
         "data/n_rows",
     }
     assert expected <= set(metrics)
+    raw_p = [k for k in metrics if k.endswith("_pvalue") and "adjusted" not in k]
+    assert all(k.startswith("drift/dataset/") for k in raw_p), raw_p  # batch-level tests
+    columns = len(report.columns)
+    assert len([k for k in metrics if k.startswith(("drift/", "quality/"))]) < 10 * columns
     assert metrics["data/n_rows"] == 800
     assert metrics["drift/x/drifted"] == 1.0
     assert metrics["drift/size/drifted"] == 0.0
-    assert metrics["drift/x/psi"] == pytest.approx(logged.report.column("x").score("psi").statistic)
+    x = report.column("x")
+    decision = x.score(x.decision_method)
+    assert metrics[f"drift/x/{x.decision_method}"] == pytest.approx(decision.statistic)
+
+
+def test_batch_run_keeps_every_method_and_p_value_in_its_tables(client, logged, tmp_path):
+    folder = Path(client.download_artifacts(logged.run_id, "", str(tmp_path)))
+    drift = pd.read_csv(folder / "drift.csv")
+    methods = set(drift.loc[drift["feature"] == "x", "method"])
+    assert {"ks", "psi", "wasserstein"} <= methods
+    quality = pd.read_csv(folder / "quality.csv")
+    assert {"feature", "check", "p_value", "adjusted_p_value", "flagged"} <= set(quality.columns)
+    assert ("color", "unseen") in set(zip(quality["feature"], quality["check"], strict=True))
+    performance = pd.read_csv(folder / "performance.csv")
+    assert "accuracy" in set(performance["metric"])
+    assert {"p_value", "adjusted_p_value", "drop", "flagged"} <= set(performance.columns)
 
 
 def test_batch_run_params_and_inputs(client, logged):
@@ -109,6 +132,8 @@ def test_batch_run_artifacts(client, logged):
         "worst_samples.json",
         "segments.csv",
     } <= artifacts
+    assert not logged.report.column("size").drifted
+    assert "plots/distributions/size.png" not in artifacts  # only what drifted is drawn
     local = client.download_artifacts(logged.run_id, "profile.json")
     with open(local, encoding="utf-8") as handle:
         profile = json.load(handle)

@@ -241,6 +241,10 @@ class QualityConfig:
         check_int("quality.volume_batches", self.volume_batches, 1)
 
 
+PLOT_MODES = ("all", "findings", "none")
+"""Plots per batch run: always, only when the status is not ok, never."""
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """How a batch is read and what is kept of it."""
@@ -249,12 +253,15 @@ class EvaluationConfig:
     worst_k: int = 20
     plot_top_features: int = 6
     threads: int = 0
+    plots: str = "all"
 
     def __post_init__(self) -> None:
         check_int("evaluation.chunk_size", self.chunk_size, 1)
         check_int("evaluation.threads", self.threads, 0)
         check_int("evaluation.worst_k", self.worst_k, 0)
         check_int("evaluation.plot_top_features", self.plot_top_features, 0)
+        if self.plots not in PLOT_MODES:
+            raise setting_error("evaluation.plots", f"one of {', '.join(PLOT_MODES)}", self.plots)
 
 
 @dataclass(frozen=True)

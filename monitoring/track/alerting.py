@@ -11,12 +11,11 @@ import pandas as pd
 
 from monitoring.core.alert_rules import AlertRule
 from monitoring.core.config import MonitoringConfig
-from monitoring.errors import NoRunsError
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.quality import row_volume
 from monitoring.track.batch_run import metrics_of
-from monitoring.track.history import read_batch_runs
 from monitoring.track.keys import key_map
+from monitoring.track.known_batches import KnownBatches
 from monitoring.track.registry import ModelInfo
 
 if TYPE_CHECKING:
@@ -30,15 +29,14 @@ def judge_against_history(
     model: ModelInfo,
     batch_id: str,
     config: MonitoringConfig,
+    known: KnownBatches | None = None,
 ) -> BatchReport:
     """The report with its row-volume check and the alert rules in alert at this batch,
-    from one read of the version's finished batches (a batch being replaced is left out of
-    its own history)."""
-    try:
-        earlier = read_batch_runs(client, model.name, versions=[model.version])
+    from the version's finished batches (`known`, else one read of the store; a batch
+    being replaced is left out of its own history)."""
+    earlier = (known or KnownBatches(client, model.name, model.version)).frame()
+    if "batch_id" in earlier:
         earlier = earlier[earlier["batch_id"] != batch_id]
-    except NoRunsError:
-        earlier = pd.DataFrame()
     rows = earlier["data/n_rows"].dropna() if "data/n_rows" in earlier else pd.Series([])
     volume = row_volume(report.n_rows, [int(n) for n in rows], config.quality)
     if volume is not None:

@@ -61,12 +61,14 @@ def render_batch_run(
     batch_id: str,
     config: Mapping[str, str],
     plot_top_features: int,
+    plots: str = "all",
 ) -> dict[str, Any]:
     """Write the artifacts into `folder` (plots, tables, profile; the worst samples also as
     the JSON table that `log_table` writes) and return the rest of the run's content."""
     keys = key_map([c.column for c in report.columns])
     folder.mkdir(parents=True, exist_ok=True)
-    _write_artifacts(report, folder, keys, plot_top_features)
+    drawn = plots == "all" or (plots == "findings" and report.status != "ok")
+    _write_artifacts(report, folder, keys, plot_top_features if drawn else None)
     if not report.worst_samples.empty:  # a paged table in the UI's artifact view
         _table_ready(report.worst_samples).to_json(
             folder / TABLE_FILE, orient="split", index=False, date_format="iso"

@@ -9,6 +9,7 @@ calls, then FINISHED. A failure on the way marks the run FAILED with the reason 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -21,6 +22,7 @@ import pandas as pd
 from monitoring.errors import DuplicateBatchError
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift_verdict import decision_scale
+from monitoring.measure.performance.tests import PerformanceTest
 from monitoring.measure.reference import FEATURE
 from monitoring.measure.sample_table import SAMPLES_FILE, write_samples
 from monitoring.track import tags
@@ -54,24 +56,22 @@ def run_name(model: ModelInfo, batch_id: str) -> str:
 
 
 def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:
-    """Every metric of the run contract, keyed as BRIEF.md says; non-finite values dropped."""
+    """The run's metrics, keyed as BRIEF.md says; non-finite values dropped. A few per
+    column: the decision's statistic and threshold, the effect, the adjusted p-value and
+    the verdict. The other methods, raw p-values and rates are in `drift.csv`,
+    `quality.csv` and `performance.csv`."""
     out: dict[str, float] = {}
     for c in report.columns:
         prefix = f"drift/{keys[c.column]}"
-        for s in c.scores:
-            out[f"{prefix}/{s.method}"] = s.statistic
-            if s.p_value is not None:
-                out[f"{prefix}/{s.method}_pvalue"] = s.p_value
-            if s.method == c.decision_method or c.effect_method is not None:
-                out[f"{prefix}/{s.method}_threshold"] = s.threshold
+        decision = c.score(c.decision_method) if c.decision_method else None
+        if decision is not None:
+            out[f"{prefix}/{decision.method}"] = decision.statistic
+            out[f"{prefix}/{decision.method}_threshold"] = decision.threshold
         if c.adjusted_p_value is not None:
             out[f"{prefix}/adjusted_pvalue"] = c.adjusted_p_value
         if c.effect is not None:
             out[f"{prefix}/effect"] = c.effect
         out[f"{prefix}/drifted"] = float(c.drifted)
-        out[f"{prefix}/missing_rate"] = c.missing_rate
-        if c.unseen_rate is not None:
-            out[f"{prefix}/unseen_rate"] = c.unseen_rate
     features = [c for c in report.columns if c.role == FEATURE]
     drifted = len(report.drifted_features)
     out["drift/dataset/drift"] = float(report.dataset_drift)
@@ -92,7 +92,7 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
     for t in report.performance_tests:  # against the reference's own performance
         prefix = f"perf/{t.metric}"
         out[f"{prefix}_reference"], out[f"{prefix}_drop"] = t.reference, t.drop
-        out[f"{prefix}_pvalue"], out[f"{prefix}_adjusted_pvalue"] = t.p_value, t.adjusted_p_value
+        out[f"{prefix}_adjusted_pvalue"] = t.adjusted_p_value
         out[f"{prefix}_degraded"] = float(t.flagged)
     if report.performance_tests:
         out["perf/degraded"] = float(report.degraded)
@@ -106,19 +106,38 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
 
 
 def quality_metrics(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:
-    """`quality/<feature>/<check>` (the share of rows affected) with `_pvalue` (adjusted,
-    Holm over the quality family) and `_flagged`; `quality/dataset/flagged` and
-    `quality/dataset/n_flagged` for alert rules."""
+    """`quality/<feature>/<check>` (the share of rows affected) and `_flagged`;
+    `quality/dataset/flagged` and `quality/dataset/n_flagged` for alert rules (the
+    p-values, adjusted by Holm over the quality family, are in `quality.csv`)."""
     out: dict[str, float] = {}
     for q in report.quality:
         prefix = f"quality/{keys.get(q.feature, q.feature)}/{q.check}"
         out[prefix] = q.rate if q.check != "row_volume" else float(q.count)
-        if q.adjusted_p_value is not None:
-            out[f"{prefix}_pvalue"] = q.adjusted_p_value
         out[f"{prefix}_flagged"] = float(q.flagged)
     out["quality/dataset/flagged"] = float(bool(report.quality_findings))
     out["quality/dataset/n_flagged"] = float(len(report.quality_findings))
     return out
+
+
+def quality_table(report: BatchReport) -> pd.DataFrame:
+    """Every data-quality check: rows affected, the expected rate, raw and adjusted
+    p-values, the decision and what was found."""
+    columns = ["feature", "check", "count", "n", "rate", "expected_rate", "p_value",
+               "adjusted_p_value", "flagged", "detail"]  # fmt: skip
+    rows = [
+        [q.feature, q.check, q.count, q.n, q.rate, q.expected_rate, q.p_value,
+         q.adjusted_p_value, q.flagged, q.detail]  # fmt: skip
+        for q in report.quality
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def performance_table(report: BatchReport) -> pd.DataFrame:
+    """Each performance metric against the reference's: drop, raw and adjusted p-values."""
+    return pd.DataFrame(
+        [dataclasses.asdict(t) for t in report.performance_tests],
+        columns=[f.name for f in dataclasses.fields(PerformanceTest)],
+    )
 
 
 def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mapping[str, str]):
@@ -141,13 +160,10 @@ def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mappin
     return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in values.items()]
 
 
-def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str], top: int) -> None:
-    from monitoring.track.drift_plots import (
-        plot_distribution,
-        plot_drift_overview,
-        plot_worst_samples,
-    )
-
+def _write_artifacts(
+    report: BatchReport, folder: Path, keys: Mapping[str, str], top: int | None
+) -> None:
+    """The tables, and the plots unless `top` is None (`evaluation.plots`)."""
     report.drift_table.to_csv(folder / "drift.csv", index=False)
     report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
     if len(report.worst_samples) > LARGE_TABLE_ROWS:
@@ -156,6 +172,9 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
         write_samples(report.samples, folder / SAMPLES_FILE)
     if report.segments is not None:
         report.segments.to_csv(folder / "segments.csv", index=False)
+    quality_table(report).to_csv(folder / "quality.csv", index=False)
+    if report.performance_tests:
+        performance_table(report).to_csv(folder / "performance.csv", index=False)
     (folder / "profile.json").write_text(json.dumps(report.profile, indent=1), encoding="utf-8")
     (folder / "schema.json").write_text(
         json.dumps(report.reference.schema.to_dict(), indent=1), encoding="utf-8"
@@ -163,15 +182,33 @@ def _write_artifacts(report: BatchReport, folder: Path, keys: Mapping[str, str],
     changed = {name: key for name, key in keys.items() if name != key}
     if changed:
         (folder / "feature_keys.json").write_text(json.dumps(changed, indent=1), encoding="utf-8")
-    plots = folder / "plots"
+    if top is not None:
+        _write_plots(report, folder / "plots", keys, top)
+
+
+def _write_plots(report: BatchReport, plots: Path, keys: Mapping[str, str], top: int) -> None:
+    """The drift overview, the worst samples, and the distributions of the columns that
+    drifted or have a data-quality finding (the `top` most drifted): a batch without a
+    finding has nothing more to show than the overview, and each plot costs 0.1-0.2 s."""
+    from monitoring.track.drift_plots import (
+        plot_distribution,
+        plot_drift_overview,
+        plot_worst_samples,
+    )
+
     (plots / "distributions").mkdir(parents=True)
     plot_drift_overview(report.columns).savefig(plots / "drift_overview.png", dpi=90)
     if report.performance:
         plot_worst_samples(report.worst_samples, id_column=report.reference.schema.id).savefig(
             plots / "worst_samples.png", dpi=90
         )
+    flagged = {q.feature for q in report.quality_findings}
     ranked = sorted(  # drifted first, then by how far each is on its decision's scale
-        (c for c in report.columns if c.decision_score is not None),
+        (
+            c
+            for c in report.columns
+            if c.decision_score is not None and (c.drifted or c.column in flagged)
+        ),
         key=lambda c: (not c.drifted, -(decision_scale(c) or 0.0)),
     )
     for column in ranked[:top]:

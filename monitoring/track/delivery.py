@@ -27,6 +27,7 @@ from monitoring.track.alerting import judge_against_history
 from monitoring.track.batch_content import render_batch_run
 from monitoring.track.bounds import bounded_requests, describe, is_unreachable
 from monitoring.track.client import make_client, resolve_tracking_uri
+from monitoring.track.known_batches import KnownBatches
 from monitoring.track.outbox import (
     Entry,
     clear_staging,
@@ -100,6 +101,7 @@ def _render(report: BatchReport, folder: Path, data: dict, config: MonitoringCon
         batch_id=data["batch_id"],
         config=config.flat(),
         plot_top_features=config.evaluation.plot_top_features,
+        plots=config.evaluation.plots,
     )
     return {**data, **content, "judged": True}
 
@@ -114,8 +116,10 @@ def deliver(
     config: MonitoringConfig,
     replace: bool = False,
     run_id: str | None = None,
+    known: KnownBatches | None = None,
 ) -> Delivered:
-    """Judge, keep in the outbox, log, and forget (see the module docstring)."""
+    """Judge, keep in the outbox, log, and forget (see the module docstring). `known`:
+    the version's batch runs as this process knows them (read once when not given)."""
     outbox = outbox_folder(config.tracking.outbox)
     entry_id = new_entry_id()
     data = _entry_data(
@@ -128,9 +132,10 @@ def deliver(
         run_id=run_id,
         config=config,
     )
+    known = known or KnownBatches(client, model.name, model.version)
     try:
         report = judge_against_history(
-            client, report, model=model, batch_id=batch_id, config=config
+            client, report, model=model, batch_id=batch_id, config=config, known=known
         )
     except Exception as error:
         if not is_unreachable(error):
@@ -141,11 +146,14 @@ def deliver(
     folder = staging_folder(outbox, entry_id)
     entry = commit_entry(folder, _render(report, folder / "artifacts", data, config))
     try:
-        published = publish(client, entry, stale_after=config.tracking.stale_after)
+        published = publish(
+            client, entry, stale_after=config.tracking.stale_after, known=known
+        )
     except DuplicateBatchError:
         remove_entry(entry)
         raise
     except Exception as error:
+        known.forget()
         raise _not_logged(entry, error, client.tracking_uri) from error
     remove_entry(entry)
     report = dataclasses.replace(report, alerts=published.alerts)

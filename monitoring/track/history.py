@@ -57,7 +57,8 @@ def iter_runs(client: MlflowClient, experiment_ids: list[str], filter_string: st
             return
 
 
-def _row(run: Run) -> dict[str, object]:
+def run_row(run: Run) -> dict[str, object]:
+    """One batch run as a row of `read_batch_runs`'s table."""
     run_tags = run.data.tags
     start = pd.Timestamp(run.info.start_time, unit="ms")
     batch_time = run_tags.get(tags.BATCH_TIME_START)
@@ -93,7 +94,7 @@ def read_batch_runs(
     rows: list[dict[str, object]] = []
     for version in versions or [None]:
         for run in iter_runs(client, ids, batch_runs_filter(model_name, version)):
-            rows.append(_row(run))
+            rows.append(run_row(run))
     if not rows:
         which = f" version(s) {', '.join(versions)}" if versions else ""
         raise NoRunsError(f"no finished batch runs for model {model_name!r}{which}")

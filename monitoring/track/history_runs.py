@@ -117,11 +117,21 @@ def sync_history(
     version: str,
     *,
     rebuild: bool = False,
+    known: pd.DataFrame | None = None,
 ) -> str:
-    """Bring the version's history run up to date with its batch runs; returns its id."""
+    """Bring the version's history run up to date with its batch runs; returns its id.
+
+    `known`: the version's batch runs as this process knows them (`KnownBatches`), which
+    spares reading them when the history run was built from all of them but the last; when
+    it was not, the store is read.
+    """
     from mlflow.entities import RunTag
 
-    runs = order_batches(read_batch_runs(client, model_name, versions=[version]))
+    runs = order_batches(
+        known
+        if known is not None and not rebuild
+        else read_batch_runs(client, model_name, versions=[version])
+    )
     run_ids = runs["run_id"].tolist()
     digest = history_digest(run_ids)
     parent = _tidy(client, experiment_id, model_name, version, digest)
@@ -142,6 +152,8 @@ def sync_history(
                 ],
             )
             return parent.info.run_id
+    if known is not None and not rebuild:  # runs this process may not have seen: read them
+        return sync_history(client, experiment_id, model_name, version)
     name = (
         f"{model_name}-v{version}-history"
         if version != tags.UNVERSIONED

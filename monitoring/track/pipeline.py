@@ -26,6 +26,7 @@ from monitoring.track import (
 from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
 from monitoring.track.bounds import bounded_requests
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.known_batches import KnownBatches
 from monitoring.track.references import REFERENCE_ID, is_reference_id
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ class LoggedEvaluation:
     tracking_uri: str
     model: ModelInfo
     batch_id: str
+
+    def description(self) -> str:
+        """The run's description in Markdown, as the MLflow UI shows it."""
+        from monitoring.track.batch_run import run_name
+        from monitoring.track.description import markdown_summary
+
+        return markdown_summary(self.report, title=run_name(self.model, self.batch_id))
 
 
 def obtain_reference(
@@ -98,6 +106,7 @@ def evaluate_and_log(
     run_id: str | None = None,
     progress: Callable[[int], None] | None = None,
     dataset_tests: Sequence[DatasetDrift] = (),
+    known: KnownBatches | None = None,
 ) -> LoggedEvaluation:
     """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
 
@@ -110,7 +119,8 @@ def evaluate_and_log(
     samples that notes marked anomaly-ignore on the replaced run are left out of a second
     set of performance metrics (`perf/<metric>_excl_ignored`), and its notes carry over.
     `dataset_tests` (such as `monitoring.embedding_drift`) join the batch verdict and are
-    logged as `drift/dataset/<method>`.
+    logged as `drift/dataset/<method>`. `known` (`KnownBatches`) keeps the version's batch
+    runs between calls, so that a loop over batches reads them from the store once.
 
     The finished evaluation is kept in the local outbox until its run is FINISHED: when
     the store fails, NotLoggedError says where, and `sync_outbox` logs it later
@@ -158,6 +168,7 @@ def evaluate_and_log(
         config=config,
         replace=replace,
         run_id=run_id,
+        known=known,
     )
     return LoggedEvaluation(
         delivered.report, delivered.run_id, experiment, client.tracking_uri, info, batch_id

@@ -42,10 +42,12 @@ from monitoring.track.claim import (
 )
 from monitoring.track.experiments import experiment_id, mark_failed
 from monitoring.track.history_runs import sync_history
+from monitoring.track.known_batches import KnownBatches
 from monitoring.track.outbox import Entry, new_entry_id
 from monitoring.track.registry import ModelInfo
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
@@ -100,12 +102,18 @@ def _experiment_of(client: MlflowClient, entry: Entry, attach: bool) -> tuple[st
 
 
 def publish(
-    client: MlflowClient, entry: Entry, *, attach: bool = True, stale_after: float = 600.0
+    client: MlflowClient,
+    entry: Entry,
+    *,
+    attach: bool = True,
+    stale_after: float = 600.0,
+    known: KnownBatches | None = None,
 ) -> Published:
     """Log `entry` as its batch run (see the module docstring); returns where it went.
 
     DuplicateBatchError when another run holds the batch id. `attach`: log into the entry's
     `mlflow run` run rather than a new one (the live evaluation; a replay never attaches).
+    `known`: the version's batch runs as this process knows them, kept up to date here.
     """
     model, batch_id = entry.model, entry.batch_id
     experiment, attach_id = _experiment_of(client, entry, attach)
@@ -119,20 +127,27 @@ def publish(
         ]
         if done:
             _update_history(client, entry, experiment)
+            if known is not None:
+                known.forget()
             return _published(done[0], already=True)
         finished = [r for r in runs if r.info.status == "FINISHED" and r.info.run_id != attach_id]
         _refuse(entry, finished)
         previous = [r.info.run_id for r in finished]
         run_id = _log(client, entry, experiment, attach_id, previous, lock)
         after = _runs_of(client, experiment, model, batch_id)
-        if not any(r.info.run_id == run_id and r.info.status == "FINISHED" for r in after):
+        mine = [r for r in after if r.info.run_id == run_id and r.info.status == "FINISHED"]
+        if not mine:
             raise TrackingError(f"run {run_id} is not FINISHED after it was logged")
         _clear_orphans(client, after, keep=run_id)
         for old in previous:
             carry_notes(client, old, run_id)
             client.set_tag(old, tags.REPLACED_BY, run_id)
             client.delete_run(old)
-        _update_history(client, entry, experiment, run_id=run_id)
+        if known is not None:
+            known.logged(mine[0], replaced=previous)
+        _update_history(
+            client, entry, experiment, run_id=run_id, known=known.frame() if known else None
+        )
     return Published(
         run_id,
         experiment,
@@ -207,7 +222,10 @@ def _log(
         stamp = int(data["metric_time"])
         client.log_batch(
             run_id,
-            metrics=[Metric(k, v, stamp, 0, model_id=model.model_id) for k, v in _m(data)],
+            metrics=[
+                Metric(k, v, stamp, 0, model_id=model.model_id if model_level(k) else None)
+                for k, v in _m(data)
+            ],
             params=[Param(k, v) for k, v in data["params"].items()],
             tags=[RunTag(k, v) for k, v in run_tags.items()],
         )
@@ -222,17 +240,30 @@ def _log(
     return run_id
 
 
+MODEL_LEVEL_PREFIXES = ("perf/", "perf_est/", "drift/dataset/", "quality/dataset/", "data/")
+
+
+def model_level(key: str) -> bool:
+    """Whether a batch metric is linked to the LoggedModel: performance and batch-level
+    figures are; per-column ones would bury the model's own metrics on its page."""
+    return key.startswith(MODEL_LEVEL_PREFIXES)
+
+
 def _m(data: Mapping) -> list[tuple[str, float]]:
     return [(k, float(v)) for k, v in data["metrics"].items()]
 
 
 def _update_history(
-    client: MlflowClient, entry: Entry, experiment: str, run_id: str | None = None
+    client: MlflowClient,
+    entry: Entry,
+    experiment: str,
+    run_id: str | None = None,
+    known: pd.DataFrame | None = None,
 ) -> None:
     if not entry.data.get("history", True):
         return
     try:
-        sync_history(client, experiment, entry.model.name, entry.model.version)
+        sync_history(client, experiment, entry.model.name, entry.model.version, known=known)
     except Exception as error:
         logged = f"batch run {run_id} was logged" if run_id else "the batch run exists"
         raise TrackingError(

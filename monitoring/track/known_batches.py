@@ -1,0 +1,61 @@
+"""The finished batch runs of one model version, read from the store once per process.
+
+Judging a batch (alert rules, row volume) and appending it to the version's history run
+both need the version's earlier batches. Reading them costs one search over every batch
+run, with all its metrics: once per batch that is twice per evaluation, and quadratic over
+a backfill of hundreds of batches. `KnownBatches` reads them once and adds each run this
+process logs. It is only ever a shortcut: the history run's digest of the batch run ids it
+was built from tells `sync_history` when the store holds runs this process did not see (an
+evaluation running elsewhere), and then the store is read again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from monitoring.errors import NoRunsError
+from monitoring.track.history import read_batch_runs, run_row
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+
+class KnownBatches:
+    """The finished batch runs of (model name, version) as this process last knew them."""
+
+    def __init__(self, client: MlflowClient, model_name: str, version: str) -> None:
+        self.client = client
+        self.model_name = model_name
+        self.version = version
+        self._frame: pd.DataFrame | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """The runs (as `read_batch_runs` returns them; empty when there are none), read
+        from the store on first use."""
+        if self._frame is None:
+            try:
+                self._frame = read_batch_runs(self.client, self.model_name, versions=[self.version])
+            except NoRunsError:
+                self._frame = pd.DataFrame()
+        return self._frame
+
+    def batch_ids(self) -> set[str]:
+        frame = self.frame()
+        return set(frame["batch_id"]) if "batch_id" in frame else set()
+
+    def logged(self, run: Run, replaced: Iterable[str] = ()) -> None:
+        """Add a run this process logged, and forget the runs it replaced (deleted)."""
+        frame = self.frame()
+        gone = set(replaced) | {run.info.run_id}
+        if "run_id" in frame:
+            frame = frame[~frame["run_id"].isin(gone)]
+        row = pd.DataFrame([run_row(run)])
+        self._frame = row if frame.empty else pd.concat([frame, row], ignore_index=True)
+
+    def forget(self) -> None:
+        """Read the store again on next use (after a failure left the state unknown)."""
+        self._frame = None
