@@ -1,6 +1,6 @@
 """The `monitoring` command: the root click group, every command registered on it, and the
 console script `run`. The commands live one per module (`evaluate`, `reference`, `compare`,
-`fetch`, `notes`, `sync`, `doctor`) and import the library only when they run, so that
+`backfill`, `fetch`, `notes`, `sync`, `doctor`) and import the library only when they run, so that
 `monitoring --help` stays fast. Exit codes are listed in `monitoring.cli.options`.
 """
 
@@ -10,6 +10,7 @@ import gc
 
 import click
 
+from monitoring.cli.backfill import backfill
 from monitoring.cli.compare import compare_command
 from monitoring.cli.doctor import doctor_command
 from monitoring.cli.evaluate import evaluate
@@ -49,6 +50,7 @@ def demo(workdir: str, days: int, rows_per_day: int) -> None:
 
 
 main.add_command(evaluate)
+main.add_command(backfill)
 main.add_command(reference)
 main.add_command(compare_command)
 main.add_command(fetch)

@@ -32,6 +32,7 @@ class KnownBatches:
         self.model_name = model_name
         self.version = version
         self._frame: pd.DataFrame | None = None
+        self._references: set[str] = set()
 
     def frame(self) -> pd.DataFrame:
         """The runs (as `read_batch_runs` returns them; empty when there are none), read
@@ -55,6 +56,13 @@ class KnownBatches:
             frame = frame[~frame["run_id"].isin(gone)]
         row = pd.DataFrame([run_row(run)])
         self._frame = row if frame.empty else pd.concat([frame, row], ignore_index=True)
+
+    def stored(self, reference_id: str, *, add: bool = False) -> bool:
+        """Whether this process stored (or found stored) the reference `reference_id`;
+        `add` records that it did."""
+        if add:
+            self._references.add(reference_id)
+        return reference_id in self._references
 
     def forget(self) -> None:
         """Read the store again on next use (after a failure left the state unknown)."""

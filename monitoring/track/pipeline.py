@@ -134,15 +134,21 @@ def evaluate_and_log(
             client, model_uri=model_uri, model_name=model_name, model_version=model_version
         )
         experiment = experiment_name_for(config, info.name)
-        if batch_id is not None and not replace and run_id is None:
+        checked = known is not None and batch_id not in known.batch_ids()
+        if batch_id is not None and not replace and run_id is None and not checked:
             _refuse_duplicate(client, experiment, info, batch_id)
-        fitted = obtain_reference(
-            client,
-            reference,
-            config,
-            model=model if model is not None else model_uri,
-            require_features=not dataset_tests,
-        )
+        if known is not None and isinstance(reference, Reference) and known.stored(reference.id):
+            fitted = reference  # logged already: spare the search
+        else:
+            fitted = obtain_reference(
+                client,
+                reference,
+                config,
+                model=model if model is not None else model_uri,
+                require_features=not dataset_tests,
+            )
+            if known is not None:
+                known.stored(fitted.id, add=True)
         ignored = (
             ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
         )

@@ -1,0 +1,225 @@
+"""Evaluate the past: every partition of a source as its own batch run, in one process.
+
+Starting to monitor a model that has been in production for a year means hundreds of
+past batches. `backfill` logs them in ascending partition order, each as
+`evaluate_and_log` would (so each run has its history step and its alerts, judged on the
+batches before it), sharing what one process can share: the client, the loaded reference
+and model, and the version's batch runs (`KnownBatches`, read once). The next partition
+is evaluated in a worker thread while one is logged. It is resumable: a
+partition whose batch id already has a finished run is skipped unless `replace`, so
+running it again after an interruption carries on where it stopped.
+
+A partition with no rows is skipped (`empty`); one that fails with a monitoring error
+(bad data, say) is reported `failed` and the backfill goes on; when the tracking store
+fails, it stops: what was evaluated waits in the outbox (`monitoring sync`), and the
+partitions not reached are reported `not run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from monitoring.collect.partitions import Partition
+from monitoring.core.config import MonitoringConfig
+from monitoring.errors import (
+    ConfigError,
+    EmptyBatchError,
+    MonitoringError,
+    NotLoggedError,
+    TrackingUnreachableError,
+)
+from monitoring.evaluation.batch import evaluate
+from monitoring.track.batch_run import ignored_in_previous
+from monitoring.track.client import make_client, resolve_tracking_uri
+from monitoring.track.delivery import deliver, reachable
+from monitoring.track.known_batches import KnownBatches
+from monitoring.track.pipeline import experiment_name_for, obtain_reference
+from monitoring.track.registry import ModelInfo, resolve_model
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from monitoring.evaluation.report import BatchReport
+    from monitoring.measure.reference import Reference
+
+LOGGED, SKIPPED, EMPTY, FAILED, NOT_RUN = "logged", "skipped", "empty", "failed", "not run"
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    """What happened to one partition."""
+
+    partition: str
+    batch_id: str
+    outcome: str
+    status: str = ""
+    n_rows: int = 0
+    run_id: str = ""
+    alerts: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str = ""
+
+
+def batch_id_for(partition: Partition, template: str) -> str:
+    """The batch id of a partition: `template` with {column}, {value} and {partition}."""
+    try:
+        return template.format(
+            column=partition.column,
+            value=partition.label.split("=", 1)[1],
+            partition=partition.label,
+        )
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(
+            f"--batch-id-format {template!r} is not valid ({error}); it may use {{column}}, "
+            "{value} and {partition}"
+        ) from None
+
+
+def backfill(
+    partitions: Sequence[Partition],
+    *,
+    reference: Reference | str | Any,
+    config: MonitoringConfig | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    model_uri: str | None = None,
+    replace: bool = False,
+    batch_id_format: str = "{partition}",
+    client: MlflowClient | None = None,
+    progress: Callable[[int, int, BackfillResult], None] | None = None,
+) -> list[BackfillResult]:
+    """Evaluate and log each partition in order (see the module docstring); one result per
+    partition. `progress(done, total, result)` is called after each."""
+    config = config or MonitoringConfig()
+    uri = resolve_tracking_uri(config.tracking.uri)
+    ids = [batch_id_for(p, batch_id_format) for p in partitions]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"--batch-id-format {batch_id_format!r} gives two partitions one id")
+    with reachable(uri, "nothing was evaluated"):
+        client = client or make_client(uri)
+        info = resolve_model(
+            client, model_uri=model_uri, model_name=model_name, model_version=model_version
+        )
+        model = _load_model(model_uri)
+        fitted = obtain_reference(client, reference, config, model=model)
+        known = KnownBatches(client, info.name, info.version)
+        logged_before = known.batch_ids()
+    to_run = [
+        (number, partition, batch_id)
+        for number, (partition, batch_id) in enumerate(zip(partitions, ids, strict=True))
+        if replace or batch_id not in logged_before
+    ]
+    results: dict[int, BackfillResult] = {
+        number: BackfillResult(partition.label, batch_id, SKIPPED, error="already logged")
+        for number, (partition, batch_id) in enumerate(zip(partitions, ids, strict=True))
+        if not replace and batch_id in logged_before
+    }
+    experiment = experiment_name_for(config, info.name)
+    context = _Context(client, config, info, fitted, model, experiment, known)
+
+    def report(number: int, result: BackfillResult) -> None:
+        results[number] = result
+        if progress is not None:
+            progress(len(results), len(partitions), result)
+
+    for number in sorted(results):
+        if progress is not None:
+            progress(number + 1, len(partitions), results[number])
+    # Two stages: the next partition is evaluated in a worker thread while this one is
+    # judged and logged (which needs the batches before it, so logging stays in order).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill") as pool:
+        ahead: Future | None = None
+        stopped = ""
+        for index, (number, partition, batch_id) in enumerate(to_run):
+            if stopped:
+                report(number, BackfillResult(partition.label, batch_id, NOT_RUN, error=stopped))
+                continue
+            started = time.perf_counter()
+            future = ahead or pool.submit(context.evaluate, partition, batch_id, replace)
+            ahead = None
+            if index + 1 < len(to_run):
+                _, following, following_id = to_run[index + 1]
+                ahead = pool.submit(context.evaluate, following, following_id, replace)
+            result = context.deliver(partition, batch_id, future, replace=replace)
+            result = dataclasses.replace(result, seconds=time.perf_counter() - started)
+            if result.outcome == FAILED and result.error.startswith("store: "):
+                stopped = result.error
+            report(number, result)
+    return [results[number] for number in range(len(partitions))]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every partition of a backfill shares."""
+
+    client: MlflowClient
+    config: MonitoringConfig
+    info: ModelInfo
+    reference: Reference
+    model: Any
+    experiment: str
+    known: KnownBatches
+
+    def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> BatchReport:
+        """The partition's report (in the worker thread: no store access but reading)."""
+        ignored = (
+            ignored_in_previous(self.client, self.experiment, self.info, batch_id)
+            if replace
+            else ()
+        )
+        return evaluate(
+            partition.source,
+            self.reference,
+            config=self.config,
+            model=self.model,
+            batch_id=batch_id,
+            ignored_samples=ignored,
+        )
+
+    def deliver(
+        self, partition: Partition, batch_id: str, future: Future, *, replace: bool
+    ) -> BackfillResult:
+        """Judge and log the evaluated partition (`deliver`); what happened to it."""
+        label = partition.label
+        try:
+            report = future.result()
+            delivered = deliver(
+                self.client,
+                report,
+                model=self.info,
+                batch_id=batch_id,
+                experiment=self.experiment,
+                config=self.config,
+                replace=replace and batch_id in self.known.batch_ids(),
+                known=self.known,
+            )
+        except EmptyBatchError:
+            return BackfillResult(label, batch_id, EMPTY, error="no rows")
+        except (NotLoggedError, TrackingUnreachableError) as error:
+            return BackfillResult(label, batch_id, FAILED, error=f"store: {error}")
+        except MonitoringError as error:
+            return BackfillResult(label, batch_id, FAILED, error=str(error))
+        report = delivered.report
+        return BackfillResult(
+            label,
+            batch_id,
+            LOGGED,
+            status=report.status,
+            n_rows=report.n_rows,
+            run_id=delivered.run_id,
+            alerts=tuple(report.alerts),
+        )
+
+
+def _load_model(model_uri: str | None) -> Any:
+    """The model, loaded once for every partition (None when predictions are stored)."""
+    if not model_uri:
+        return None
+    from monitoring.collect.inference import load_model
+
+    return load_model(model_uri)
