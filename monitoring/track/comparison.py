@@ -29,6 +29,7 @@ from monitoring.track.trends import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
 ALERT_COLUMNS = ["model_version", "batch_id", "batch_seq", "rule", "metric", "alert"]
@@ -47,6 +48,14 @@ class Comparison:
     differences: pd.DataFrame
     rules: tuple[AlertRule, ...]
     findings: pd.DataFrame = field(default_factory=lambda: degradation_findings(pd.DataFrame()))
+
+    def figures(self) -> dict[str, Figure]:
+        """The history plots `monitoring compare --out` writes, as matplotlib Figures by
+        file name (share of drifted features and batch drift over batches, the per-feature
+        drift heatmap, performance): to show in a notebook or save."""
+        from monitoring.track.comparison_plots import comparison_figures
+
+        return comparison_figures(self.trend, alerts=self.alerts)
 
 
 def rule_name(rule: AlertRule) -> str:

@@ -305,6 +305,33 @@ def _safe_file_name(name: str) -> str:
     return _UNSAFE_FILE_CHARS.sub("_", name)
 
 
+def comparison_figures(
+    trend: pd.DataFrame,
+    *,
+    alerts: pd.DataFrame | None = None,
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, Figure]:
+    """The comparison plots that the table has data for, by file name.
+
+    `metric_<key>.png` for `drift/dataset/share_drifted` and `drift/dataset/drift`,
+    `drift_heatmap.png` when a `drift/<feature>/psi` column exists, `performance.png` when
+    a `perf/*` column exists. `thresholds` maps a metric key to its threshold line; its
+    `"psi"` entry outlines the heatmap's cells.
+    """
+    thresholds = thresholds or {}
+    figures: dict[str, Figure] = {}
+    for metric in (SHARE_DRIFTED, DATASET_DRIFT):
+        if metric in trend.columns:
+            figures[f"metric_{_safe_file_name(metric)}.png"] = plot_metric_over_batches(
+                trend, metric, threshold=thresholds.get(metric), alerts=alerts
+            )
+    if feature_columns(trend.columns, "psi"):
+        figures["drift_heatmap.png"] = plot_drift_heatmap(trend, threshold=thresholds.get("psi"))
+    if any(c.startswith("perf/") for c in trend.columns):
+        figures["performance.png"] = plot_performance(trend)
+    return figures
+
+
 def save_comparison_plots(
     trend: pd.DataFrame,
     out_dir: str | Path,
@@ -312,32 +339,12 @@ def save_comparison_plots(
     alerts: pd.DataFrame | None = None,
     thresholds: Mapping[str, float] | None = None,
 ) -> list[Path]:
-    """Write the comparison PNGs that the table has data for; return their paths.
-
-    `metric_<key>.png` for `drift/dataset/share_drifted` and `drift/dataset/drift`,
-    `drift_heatmap.png` when a `drift/<feature>/psi` column exists, `performance.png` when
-    a `perf/*` column exists. `thresholds` maps a metric key to its threshold line; its
-    `"psi"` entry outlines the heatmap's cells. `out_dir` is created when missing.
-    """
-    thresholds = thresholds or {}
+    """Write `comparison_figures` as PNGs into `out_dir` (created when missing); return
+    their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-
-    def save(name: str, figure: Figure) -> None:
+    for name, figure in comparison_figures(trend, alerts=alerts, thresholds=thresholds).items():
         figure.savefig(out / name, dpi=100)
         paths.append(out / name)
-
-    for metric in (SHARE_DRIFTED, DATASET_DRIFT):
-        if metric in trend.columns:
-            save(
-                f"metric_{_safe_file_name(metric)}.png",
-                plot_metric_over_batches(
-                    trend, metric, threshold=thresholds.get(metric), alerts=alerts
-                ),
-            )
-    if feature_columns(trend.columns, "psi"):
-        save("drift_heatmap.png", plot_drift_heatmap(trend, threshold=thresholds.get("psi")))
-    if any(c.startswith("perf/") for c in trend.columns):
-        save("performance.png", plot_performance(trend))
     return paths
