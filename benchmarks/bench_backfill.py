@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_store import MODEL_NAME, QUERY, build  # noqa: E402
+from demo_store import MODEL_NAME, QUERY, build_in_child  # noqa: E402
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "output"
 TARGET_SECONDS = 120.0
@@ -51,7 +51,7 @@ def main() -> None:
     OUTPUT_DIR.mkdir(exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="backfill-", dir=OUTPUT_DIR))
     started = time.perf_counter()
-    store = build(workdir, days=args.days, rows=args.rows)
+    store = build_in_child(workdir, days=args.days, rows=args.rows)
     print(f"set-up: {time.perf_counter() - started:.1f} s ({workdir})", file=sys.stderr)
     command = [
         str(Path(sys.executable).with_name("monitoring")),

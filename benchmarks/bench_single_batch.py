@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo_store import MODEL_NAME, QUERY, build  # noqa: E402
+from demo_store import MODEL_NAME, QUERY, build_in_child  # noqa: E402
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "output"
 FLOOR = """
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     OUTPUT_DIR.mkdir(exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="single-", dir=OUTPUT_DIR))
-    store = build(workdir, days=5 + args.repeat, rows=args.rows)
+    store = build_in_child(workdir, days=5 + args.repeat, rows=args.rows)
     env = store.env()
     monitoring = str(Path(sys.executable).with_name("monitoring"))
     common = [

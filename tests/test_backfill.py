@@ -212,3 +212,27 @@ def test_a_stale_known_batches_falls_back_to_the_store(tracking_uri, client, ref
     runs = read_batch_runs(client, "churn")
     assert len(runs) == 3
     _history_is_complete(client, runs)
+
+
+def test_a_lease_holds_the_version_lock_across_batches_then_frees_it(tracking_uri, client):
+    from monitoring.errors import TrackingError
+    from monitoring.track.claim import VersionLease, VersionLock
+
+    with VersionLease(client, "churn", "none", hold=60.0) as lease:
+        with lease.held() as first:
+            pass
+        with lease.held() as second:
+            pass
+        assert first is second  # one lock for both batches
+        with (  # another writer waits meanwhile
+            pytest.raises(TrackingError, match="waited"),
+            VersionLock(client, "churn", "none", timeout=0.3),
+        ):
+            pass
+        lease.hold = 0.0
+        with lease.held() as third:
+            pass
+        assert third is not first  # held past `hold`: freed and taken again
+    later = VersionLock(client, "churn", "none", timeout=5.0)
+    later.acquire()  # freed at the end
+    later.release()

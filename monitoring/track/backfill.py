@@ -35,6 +35,7 @@ from monitoring.errors import (
 )
 from monitoring.evaluation.batch import evaluate
 from monitoring.track.batch_run import ignored_in_previous
+from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.delivery import deliver, reachable
 from monitoring.track.known_batches import KnownBatches
@@ -120,7 +121,10 @@ def backfill(
         if not replace and batch_id in logged_before
     }
     experiment = experiment_name_for(config, info.name)
-    context = _Context(client, config, info, fitted, model, experiment, known)
+    lease = VersionLease(
+        client, info.name, info.version, stale_after=config.tracking.stale_after
+    )
+    context = _Context(client, config, info, fitted, model, experiment, known, lease)
 
     def report(number: int, result: BackfillResult) -> None:
         results[number] = result
@@ -132,7 +136,7 @@ def backfill(
             progress(number + 1, len(partitions), results[number])
     # Two stages: the next partition is evaluated in a worker thread while this one is
     # judged and logged (which needs the batches before it, so logging stays in order).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill") as pool:
+    with lease, ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill") as pool:
         ahead: Future | None = None
         stopped = ""
         for index, (number, partition, batch_id) in enumerate(to_run):
@@ -164,6 +168,7 @@ class _Context:
     model: Any
     experiment: str
     known: KnownBatches
+    lease: VersionLease
 
     def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> BatchReport:
         """The partition's report (in the worker thread: no store access but reading)."""
@@ -197,6 +202,7 @@ class _Context:
                 config=self.config,
                 replace=replace and batch_id in self.known.batch_ids(),
                 known=self.known,
+                lease=self.lease,
             )
         except EmptyBatchError:
             return BackfillResult(label, batch_id, EMPTY, error="no rows")

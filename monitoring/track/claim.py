@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -255,3 +257,55 @@ class VersionLock:
             if self.run_id is not None:
                 _HELD.discard(self.run_id)
             self.run_id = None
+
+
+class VersionLease:
+    """A version's lock held across the publishes of one process (a backfill), so that each
+    batch does not take and free it (8 requests); held for at most `hold` seconds at a time,
+    so that another writer of the version waits no longer than that (then the lock is freed
+    and taken again, and that writer may get in between). A failure frees it."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        model_name: str,
+        version: str,
+        *,
+        stale_after: float = 600.0,
+        hold: float = 5.0,
+    ) -> None:
+        self._make = lambda: VersionLock(client, model_name, version, stale_after=stale_after)
+        self.hold = hold
+        self._lock: VersionLock | None = None
+        self._since = 0.0
+
+    @contextmanager
+    def held(self) -> Iterator[VersionLock]:
+        """The lock, taken when not held or held for `hold` seconds already."""
+        if self._lock is not None and time.monotonic() - self._since > self.hold:
+            self.release()
+        if self._lock is None:
+            lock = self._make()
+            lock.__enter__()
+            self._lock, self._since = lock, time.monotonic()
+        try:
+            yield self._lock
+        except BaseException:
+            lock, self._lock = self._lock, None
+            lock._release_quietly()
+            raise
+
+    def release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> VersionLease:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self.release()
+        elif self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock._release_quietly()

@@ -26,6 +26,7 @@ from monitoring.evaluation.report import BatchReport
 from monitoring.track.alerting import judge_against_history
 from monitoring.track.batch_content import render_batch_run
 from monitoring.track.bounds import bounded_requests, describe, is_unreachable
+from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.outbox import (
@@ -117,9 +118,11 @@ def deliver(
     replace: bool = False,
     run_id: str | None = None,
     known: KnownBatches | None = None,
+    lease: VersionLease | None = None,
 ) -> Delivered:
     """Judge, keep in the outbox, log, and forget (see the module docstring). `known`:
-    the version's batch runs as this process knows them (read once when not given)."""
+    the version's batch runs as this process knows them (read once when not given);
+    `lease`: the version's lock held across a loop's batches (`VersionLease`)."""
     outbox = outbox_folder(config.tracking.outbox)
     entry_id = new_entry_id()
     data = _entry_data(
@@ -147,7 +150,7 @@ def deliver(
     entry = commit_entry(folder, _render(report, folder / "artifacts", data, config))
     try:
         published = publish(
-            client, entry, stale_after=config.tracking.stale_after, known=known
+            client, entry, stale_after=config.tracking.stale_after, known=known, lease=lease
         )
     except DuplicateBatchError:
         remove_entry(entry)

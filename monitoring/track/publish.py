@@ -35,6 +35,7 @@ from monitoring.track.bounds import describe, is_unreachable, quick_requests
 from monitoring.track.claim import (
     OUTBOX_ID,
     OWNER,
+    VersionLease,
     VersionLock,
     abandoned_reason,
     mark_abandoned,
@@ -108,16 +109,23 @@ def publish(
     attach: bool = True,
     stale_after: float = 600.0,
     known: KnownBatches | None = None,
+    lease: VersionLease | None = None,
 ) -> Published:
     """Log `entry` as its batch run (see the module docstring); returns where it went.
 
     DuplicateBatchError when another run holds the batch id. `attach`: log into the entry's
     `mlflow run` run rather than a new one (the live evaluation; a replay never attaches).
     `known`: the version's batch runs as this process knows them, kept up to date here.
+    `lease`: the version's lock as a loop over batches holds it (else it is taken here).
     """
     model, batch_id = entry.model, entry.batch_id
     experiment, attach_id = _experiment_of(client, entry, attach)
-    with VersionLock(client, model.name, model.version, stale_after=stale_after) as lock:
+    held = (
+        lease.held()
+        if lease is not None
+        else VersionLock(client, model.name, model.version, stale_after=stale_after)
+    )
+    with held as lock:
         runs = _runs_of(client, experiment, model, batch_id)
         _clear_orphans(client, runs, keep=attach_id, stale_after=stale_after)
         done = [
