@@ -88,6 +88,15 @@ def test_a_query_with_a_placeholder_runs_every_value_in_order(
     assert all(statuses[f"day={d}"] in ("ok", "quality") for d in (1, 2, 3))
     assert all(statuses[f"day={d}"] not in ("ok", "quality") for d in (4, 5)), statuses
     _history_is_complete(client, runs)
+    # --plots findings (the default): drawn ahead in the worker thread, for findings only
+    run_of = dict(zip(runs["batch_id"], runs["run_id"], strict=True))
+    assert "plots/drift_overview.png" in _files(client, run_of["day=5"], "plots")
+    ok_days = [d for d in (1, 2, 3) if statuses[f"day={d}"] == "ok"]
+    assert ok_days and not _files(client, run_of[f"day={ok_days[0]}"], "plots")
+
+
+def _files(client, run_id: str, path: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id, path)}
 
 
 def test_an_interrupted_backfill_carries_on_and_skips_what_was_logged(

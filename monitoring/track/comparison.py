@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from monitoring.core.alert_rules import DEFAULT_RULES, AlertRule, alert_series
@@ -64,7 +65,7 @@ def rule_name(rule: AlertRule) -> str:
 
 def evaluate_rules(trend: pd.DataFrame, rules: Sequence[AlertRule]) -> pd.DataFrame:
     """One row per (version, batch, rule): whether the rule is in alert at that batch."""
-    rows = []
+    parts = []
     for version in versions_in_order(trend):
         part = trend[trend["model_version"] == version]
         for rule in rules:
@@ -72,18 +73,22 @@ def evaluate_rules(trend: pd.DataFrame, rules: Sequence[AlertRule]) -> pd.DataFr
                 continue
             values = part[rule.metric].to_numpy(dtype=float)
             flags = alert_series(rule, values)  # margin: baseline = the first warmup batches
-            for (_, row), flag in zip(part.iterrows(), flags, strict=True):
-                rows.append(
+            parts.append(
+                pd.DataFrame(
                     {
                         "model_version": version,
-                        "batch_id": row["batch_id"],
-                        "batch_seq": int(row["batch_seq"]),
+                        "batch_id": part["batch_id"].to_numpy(),
+                        "batch_seq": part["batch_seq"].to_numpy(dtype=int),
                         "rule": rule_name(rule),
                         "metric": rule.metric,
-                        "alert": bool(flag),
-                    }
+                        "alert": np.asarray(flags, dtype=bool),
+                    },
+                    columns=ALERT_COLUMNS,
                 )
-    return pd.DataFrame(rows, columns=ALERT_COLUMNS)
+            )
+    if not parts:
+        return pd.DataFrame(columns=ALERT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
 
 
 def build_comparison(
