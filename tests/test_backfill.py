@@ -88,7 +88,7 @@ def test_a_query_with_a_placeholder_runs_every_value_in_order(
     assert all(statuses[f"day={d}"] in ("ok", "quality") for d in (1, 2, 3))
     assert all(statuses[f"day={d}"] not in ("ok", "quality") for d in (4, 5)), statuses
     _history_is_complete(client, runs)
-    # --plots findings (the default): drawn ahead in the worker thread, for findings only
+    # --plots findings (the default): plots for the batches with findings only
     run_of = dict(zip(runs["batch_id"], runs["run_id"], strict=True))
     assert "plots/drift_overview.png" in _files(client, run_of["day=5"], "plots")
     ok_days = [d for d in (1, 2, 3) if statuses[f"day={d}"] == "ok"]

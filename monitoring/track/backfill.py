@@ -18,13 +18,10 @@ partitions not reached are reported `not run`.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.collect.partitions import Partition
@@ -37,7 +34,6 @@ from monitoring.errors import (
     TrackingUnreachableError,
 )
 from monitoring.evaluation.batch import evaluate
-from monitoring.track.batch_content import draw_plots, plots_wanted
 from monitoring.track.batch_run import ignored_in_previous
 from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
@@ -174,17 +170,14 @@ class _Context:
     known: KnownBatches
     lease: VersionLease
 
-    def evaluate(
-        self, partition: Partition, batch_id: str, replace: bool
-    ) -> tuple[BatchReport, Path | None]:
-        """The partition's report, and its plots when it wants them (in the worker thread:
-        no store access but reading)."""
+    def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> BatchReport:
+        """The partition's report (in the worker thread: no store access but reading)."""
         ignored = (
             ignored_in_previous(self.client, self.experiment, self.info, batch_id)
             if replace
             else ()
         )
-        report = evaluate(
+        return evaluate(
             partition.source,
             self.reference,
             config=self.config,
@@ -192,19 +185,14 @@ class _Context:
             batch_id=batch_id,
             ignored_samples=ignored,
         )
-        if not plots_wanted(report, self.config.evaluation.plots):
-            return report, None
-        folder = Path(tempfile.mkdtemp(prefix="monitoring-plots-"))
-        return report, draw_plots(report, folder, self.config.evaluation.plot_top_features)
 
     def deliver(
         self, partition: Partition, batch_id: str, future: Future, *, replace: bool
     ) -> BackfillResult:
         """Judge and log the evaluated partition (`deliver`); what happened to it."""
         label = partition.label
-        drawn: Path | None = None
         try:
-            report, drawn = future.result()
+            report = future.result()
             delivered = deliver(
                 self.client,
                 report,
@@ -215,7 +203,6 @@ class _Context:
                 replace=replace and batch_id in self.known.batch_ids(),
                 known=self.known,
                 lease=self.lease,
-                drawn_plots=drawn,
             )
         except EmptyBatchError:
             return BackfillResult(label, batch_id, EMPTY, error="no rows")
@@ -223,9 +210,6 @@ class _Context:
             return BackfillResult(label, batch_id, FAILED, error=f"store: {error}")
         except MonitoringError as error:
             return BackfillResult(label, batch_id, FAILED, error=str(error))
-        finally:
-            if drawn is not None:
-                shutil.rmtree(drawn.parent, ignore_errors=True)
         report = delivered.report
         return BackfillResult(
             label,

@@ -5,7 +5,6 @@ keeps it; `publish` logs it, as often as needed, always the same."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ from monitoring.track.batch_run import (
     _params,
     _table_ready,
     _write_artifacts,
-    _write_plots,
     metrics_of,
     run_name,
 )
@@ -55,20 +53,6 @@ def batch_tags(report: BatchReport, model: ModelInfo, batch_id: str) -> dict[str
     return out
 
 
-def plots_wanted(report: BatchReport, plots: str) -> bool:
-    """Whether a batch run has plots (`evaluation.plots`): judging against the history
-    only ever raises the status, so a report that wants them before still does after."""
-    return plots == "all" or (plots == "findings" and report.status != "ok")
-
-
-def draw_plots(report: BatchReport, folder: Path, top: int) -> Path:
-    """The run's plots, drawn ahead into `folder`/plots (they do not depend on the alerts,
-    so a backfill draws them in its worker thread, before the batch is judged)."""
-    plots = folder / "plots"
-    _write_plots(report, plots, key_map([c.column for c in report.columns]), top)
-    return plots
-
-
 def render_batch_run(
     report: BatchReport,
     folder: Path,
@@ -78,19 +62,13 @@ def render_batch_run(
     config: Mapping[str, str],
     plot_top_features: int,
     plots: str = "all",
-    drawn_plots: Path | None = None,
 ) -> dict[str, Any]:
     """Write the artifacts into `folder` (plots, tables, profile; the worst samples also as
-    the JSON table that `log_table` writes) and return the rest of the run's content.
-    `drawn_plots`: the plots `draw_plots` drew already (moved in when they are wanted)."""
+    the JSON table that `log_table` writes) and return the rest of the run's content."""
     keys = key_map([c.column for c in report.columns])
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = plots_wanted(report, plots)
-    if wanted and drawn_plots is not None:
-        _write_artifacts(report, folder, keys, None)
-        shutil.move(str(drawn_plots), str(folder / "plots"))
-    else:
-        _write_artifacts(report, folder, keys, plot_top_features if wanted else None)
+    drawn = plots == "all" or (plots == "findings" and report.status != "ok")
+    _write_artifacts(report, folder, keys, plot_top_features if drawn else None)
     if not report.worst_samples.empty:  # a paged table in the UI's artifact view
         _table_ready(report.worst_samples).to_json(
             folder / TABLE_FILE, orient="split", index=False, date_format="iso"

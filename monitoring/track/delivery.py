@@ -94,13 +94,7 @@ def _entry_data(
     }
 
 
-def _render(
-    report: BatchReport,
-    folder: Path,
-    data: dict,
-    config: MonitoringConfig,
-    drawn_plots: Path | None = None,
-) -> dict:
+def _render(report: BatchReport, folder: Path, data: dict, config: MonitoringConfig) -> dict:
     content = render_batch_run(
         report,
         folder,
@@ -109,7 +103,6 @@ def _render(
         config=config.flat(),
         plot_top_features=config.evaluation.plot_top_features,
         plots=config.evaluation.plots,
-        drawn_plots=drawn_plots,
     )
     return {**data, **content, "judged": True}
 
@@ -126,12 +119,10 @@ def deliver(
     run_id: str | None = None,
     known: KnownBatches | None = None,
     lease: VersionLease | None = None,
-    drawn_plots: Path | None = None,
 ) -> Delivered:
     """Judge, keep in the outbox, log, and forget (see the module docstring). `known`:
     the version's batch runs as this process knows them (read once when not given);
-    `lease`: the version's lock held across a loop's batches (`VersionLease`);
-    `drawn_plots`: the report's plots, drawn ahead (`batch_content.draw_plots`)."""
+    `lease`: the version's lock held across a loop's batches (`VersionLease`)."""
     outbox = outbox_folder(config.tracking.outbox)
     entry_id = new_entry_id()
     data = _entry_data(
@@ -156,9 +147,7 @@ def deliver(
         entry = commit_entry(folder, data, unjudged=(report, config))
         raise _not_logged(entry, error, client.tracking_uri) from error
     folder = staging_folder(outbox, entry_id)
-    entry = commit_entry(
-        folder, _render(report, folder / "artifacts", data, config, drawn_plots)
-    )
+    entry = commit_entry(folder, _render(report, folder / "artifacts", data, config))
     try:
         published = publish(
             client, entry, stale_after=config.tracking.stale_after, known=known, lease=lease
