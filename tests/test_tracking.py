@@ -34,7 +34,7 @@ def test_batch_run_tags(client, logged):
     run = client.get_run(logged.run_id)
     tags = run.data.tags
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "churn-unversioned-2026-11-27"
+    assert run.info.run_name == "2026-11-27 · churn unversioned"
     assert tags["monitoring.kind"] == "batch"
     assert tags["monitoring.model_name"] == "churn"
     assert tags["monitoring.model_version"] == "none"
@@ -202,7 +202,7 @@ def test_registered_model_runs_and_the_run_is_tied_to_its_version(
     run = client.get_run(logged.run_id)
     assert logged.report.predicted_by_model is True
     assert run.data.tags["monitoring.model_version"] == "1"
-    assert run.info.run_name == "churn-v1-b"
+    assert run.info.run_name == "b · churn v1"
     assert [m.model_id for m in run.inputs.model_inputs] == [info.model_id]
     assert info.model_id is not None and info.model_id.startswith("m-")
 
@@ -249,3 +249,18 @@ def test_replace_leaves_ignored_samples_out_and_keeps_the_notes_tags(
     assert "perf/accuracy_excl_ignored" in run.data.metrics
     assert run.data.tags["monitoring.notes.ignored_samples"] == "0,1,2"
     assert run.data.tags["monitoring.notes.count"] == "1"
+
+
+def test_experiments_open_on_their_runs_with_a_description(client, logged):
+    """Without mlflow.experimentKind, MLflow 3's UI opens an experiment on its GenAI
+    overview; an older experiment without the tag gets it on the next evaluation."""
+    from monitoring.track.experiments import experiment_id
+
+    experiment = client.get_experiment_by_name("monitoring-churn")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "one run per evaluated batch" in experiment.tags["mlflow.note.content"]
+    references = client.get_experiment_by_name("monitoring-references")
+    assert references.tags["mlflow.experimentKind"] == "custom_model_development"
+    old = client.create_experiment("monitoring-old")
+    assert experiment_id(client, "monitoring-old") == old
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"

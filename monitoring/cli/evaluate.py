@@ -97,6 +97,7 @@ def evaluate(
     """Evaluate the batch SOURCE into one MLflow run (the help text is `help=` above)."""
     from monitoring.collect.sources import mask_url, parse_params
     from monitoring.track.description import degraded_lines, terminal_table
+    from monitoring.track.experiments import runs_page
     from monitoring.track.pipeline import evaluate_and_log
     from monitoring.track.references import is_reference_id
 
@@ -133,10 +134,9 @@ def evaluate(
     click.echo(f"status: {report.status} ({report.n_rows:,} rows, {report.seconds:.2f} s)")
     click.echo(f"run: {logged.run_id} in experiment {logged.experiment!r}")
     store = mask_url(logged.tracking_uri)  # a database URL may carry a password
-    if store.startswith(("http://", "https://")):
-        click.echo(f"browse: {store}")
-    else:
-        click.echo(f"browse: mlflow ui --backend-store-uri {store}")
+    if not store.startswith(("http://", "https://")):
+        click.echo(f"browse: mlflow ui --backend-store-uri {store}, then")
+    click.echo(f"browse: {runs_page(store, logged.experiment_id)}")
     if report.alerts:
         click.echo(f"alert: {', '.join(report.alerts)}")
     if fail_on_alert and report.alerts:

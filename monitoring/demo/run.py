@@ -29,6 +29,7 @@ from monitoring.demo.data import (
     generate_frame,
 )
 from monitoring.demo.model import predict_frame, train_classifier
+from monitoring.track.experiments import runs_page
 
 MODEL_NAME = "credit-default"
 DRIFT_START_FRACTION = 0.5  # drift starts after half of the days
@@ -157,5 +158,8 @@ def run_demo(
     echo(table.drop(columns="run_id").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     echo("")
     echo(f"done in {time.perf_counter() - started:.1f} s; experiment 'monitoring-{MODEL_NAME}'")
-    echo(f"open the MLflow UI: mlflow ui --backend-store-uri {mask_url(client.tracking_uri)}")
+    store = mask_url(client.tracking_uri)
+    experiment = client.get_experiment_by_name(f"monitoring-{MODEL_NAME}").experiment_id
+    echo(f"open the MLflow UI: mlflow ui --backend-store-uri {store}, then")
+    echo(f"  {runs_page(store, experiment)}")
     return table

@@ -51,8 +51,10 @@ def quote_value(value: str) -> str:
 
 
 def run_name(model: ModelInfo, batch_id: str) -> str:
+    """`<batch id> · <model> v<version>`: the batch id first, since the runs table cuts a
+    long name at its end."""
     version = f"v{model.version}" if model.registered else "unversioned"
-    return f"{model.name}-{version}-{batch_id}"
+    return f"{batch_id} · {model.name} {version}"
 
 
 def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:

@@ -52,6 +52,7 @@ class LoggedEvaluation:
     tracking_uri: str
     model: ModelInfo
     batch_id: str
+    experiment_id: str = ""
 
     def description(self) -> str:
         """The run's description in Markdown, as the MLflow UI shows it."""
@@ -177,7 +178,13 @@ def evaluate_and_log(
         known=known,
     )
     return LoggedEvaluation(
-        delivered.report, delivered.run_id, experiment, client.tracking_uri, info, batch_id
+        delivered.report,
+        delivered.run_id,
+        experiment,
+        client.tracking_uri,
+        info,
+        batch_id,
+        delivered.experiment_id,
     )
 
 
