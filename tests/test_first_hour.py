@@ -192,3 +192,19 @@ def test_evaluate_without_an_id_does_not_import_mlflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_exclude_of_a_batch_only_column_works_when_the_reference_is_fitted_on_the_fly(
+    tracking_uri, tmp_path
+):
+    """`evaluate extra.csv --reference val.csv --exclude week`: `week` is only in the batch,
+    and fitting the reference from val.csv with the same --exclude used to refuse it."""
+    reference, batch = tmp_path / "val.csv", tmp_path / "extra.csv"
+    REFERENCE.to_csv(reference, index=False)
+    BATCH.to_csv(batch, index=False)
+    result = _run(
+        "evaluate", batch, "--reference", reference, "--exclude", "week", "--batch-id", "b1"
+    )
+    assert result.exit_code == 0, result.output
+    assert "excluded column 'week' is not in the reference: nothing to exclude" in result.output
+    assert WARNING not in result.output  # excluded: not reported as an extra column
