@@ -67,3 +67,12 @@ def test_flat_config_is_strings_for_mlflow_params():
     assert flat["drift.bins"] == "10"
     assert flat["drift.numerical_decision"] == "psi"
     assert all(isinstance(v, str) for v in flat.values())
+
+
+def test_flat_config_writes_alert_rules_in_words_not_as_a_repr():
+    rules = MonitoringConfig().flat()["alerts.rules"]
+    assert rules == (
+        "drift/dataset/drift > 0.5 in 3 of the last 3 batches; "
+        "perf/degraded > 0.5 in 2 of the last 3 batches"
+    )
+    assert "AlertRule(" not in rules

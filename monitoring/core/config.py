@@ -335,7 +335,9 @@ class MonitoringConfig:
         for section in dataclasses.fields(self):
             for item in dataclasses.fields(getattr(self, section.name)):
                 value = getattr(getattr(self, section.name), item.name)
-                if isinstance(value, tuple):
+                if value and isinstance(value, tuple) and all(hasattr(v, "label") for v in value):
+                    value = "; ".join(v.label for v in value)  # alert rules, in words
+                elif isinstance(value, tuple):
                     value = ",".join(map(str, value))
                 elif isinstance(value, Mapping):
                     value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
