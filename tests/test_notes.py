@@ -102,29 +102,48 @@ def test_markdown_round_trips_exactly(text):
     assert Note.from_markdown(markdown).to_markdown() == markdown
 
 
-def test_markdown_front_block_holds_the_fields():
-    assert NOTE.to_markdown().splitlines()[:11] == [
-        "---",
-        'note_id: "1a2b3c4d-1"',
-        f'run_id: "{NOTE.run_id}"',
-        'model_name: "churn"',
-        'model_version: "none"',
-        'batch_id: "b: 1"',
-        'sample_ids: ["3", "17"]',
-        'verdict: "anomaly-ignore"',
-        'author: "alice"',
-        'created: "2026-11-27T17:29:28.123456Z"',
-        "---",
+def test_markdown_fields_are_a_table_that_mlflow_renders():
+    """MLflow's Markdown viewer has no front matter: a `---` block rendered as one huge
+    heading. A table renders as a table, and the values stay JSON."""
+    assert NOTE.to_markdown().splitlines()[:12] == [
+        "| field | value |",
+        "|---|---|",
+        '| note_id | "1a2b3c4d-1" |',
+        f'| run_id | "{NOTE.run_id}" |',
+        '| model_name | "churn" |',
+        '| model_version | "none" |',
+        '| batch_id | "b: 1" |',
+        '| sample_ids | ["3", "17"] |',
+        '| verdict | "anomaly-ignore" |',
+        '| author | "alice" |',
+        '| created | "2026-11-27T17:29:28.123456Z" |',
+        "",
     ]
+
+
+def test_a_pipe_in_a_value_does_not_break_the_table():
+    note = replace(NOTE, author="a|b", batch_id="x\\|y")
+    markdown = note.to_markdown()
+    assert markdown.splitlines()[9] == '| author | "a\\u007cb" |'
+    assert Note.from_markdown(markdown) == note
+
+
+def test_notes_written_with_the_earlier_front_block_still_read():
+    old = "\n".join(
+        ["---"]
+        + [f"{k}: {json.dumps(v)}" for k, v in NOTE.to_dict().items() if k != "text"]
+        + ["---", "", NOTE.text, ""]
+    )
+    assert Note.from_markdown(old) == NOTE
 
 
 @pytest.mark.parametrize(
     "markdown",
     [
         pytest.param("just text\n", id="no-front-block"),
-        pytest.param(NOTE.to_markdown().replace('author: "alice"\n', ""), id="missing-field"),
+        pytest.param(NOTE.to_markdown().replace('| author | "alice" |\n', ""), id="missing-field"),
         pytest.param(NOTE.to_markdown().replace('"alice"', "alice"), id="not-json"),
-        pytest.param(NOTE.to_markdown().replace("---\n\nTwo", "---\nTwo"), id="no-blank-line"),
+        pytest.param(NOTE.to_markdown().replace("|\n\nTwo", "|\nTwo"), id="no-blank-line"),
         pytest.param(NOTE.to_markdown().replace("Two rows are test traffic.", " "), id="blank"),
         pytest.param(NOTE.to_markdown().rstrip("\n"), id="no-final-newline"),
         pytest.param(NOTE.to_markdown().replace("anomaly-ignore", "fine"), id="bad-verdict"),

@@ -1,20 +1,21 @@
 """Notes on the samples of a batch: what a person found when explaining its worst rows.
 
-A note is a frozen `Note` written as a Markdown file: a front block of structured fields
-between `---` lines (one `key: value` per line, every value JSON-encoded, so the block is
-also valid YAML), a blank line, then the free text:
+A note is a frozen `Note` written as a Markdown file: a table of its structured fields
+(every value JSON-encoded, with `|` written `\u007c`), a blank line, then the free text. A
+table, because MLflow's Markdown viewer knows no front matter (a `---` block renders as
+one large heading); files written with that earlier front block still read.
 
-    ---
-    note_id: "1a2b3c4d-1-5f0e9a3c"
-    run_id: "1a2b3c4d..."
-    model_name: "churn"
-    model_version: "none"
-    batch_id: "b1"
-    sample_ids: ["3", "17"]
-    verdict: "anomaly-ignore"
-    author: "alice"
-    created: "2026-11-27T17:29:28.123456Z"
-    ---
+    | field | value |
+    |---|---|
+    | note_id | "1a2b3c4d-1-5f0e9a3c" |
+    | run_id | "1a2b3c4d..." |
+    | model_name | "churn" |
+    | model_version | "none" |
+    | batch_id | "b1" |
+    | sample_ids | ["3", "17"] |
+    | verdict | "anomaly-ignore" |
+    | author | "alice" |
+    | created | "2026-11-27T17:29:28.123456Z" |
 
     The text.
 
@@ -82,6 +83,16 @@ MAX_NOTE_TEXT_BYTES = 64 * 1024
 into tags and listings. Longer material belongs in an artifact the note points to."""
 
 FRONT = "---"
+"""The fences of the fields block that notes written before the table had."""
+TABLE_HEAD, TABLE_RULE = "| field | value |", "|---|---|"
+
+
+def _table_row(line: str) -> tuple[str, str]:
+    """(name, JSON value) of a `| name | value |` row; ("", "") when it is not one."""
+    if not (line.startswith("| ") and line.endswith(" |")):
+        return "", ""
+    name, _, value = line[2:-2].partition(" | ")
+    return name, value
 _NOTE_ID = re.compile(
     r"^(?P<prefix>[0-9A-Za-z]+)-(?P<n>[1-9][0-9]*)"
     rf"(?:-(?P<suffix>[0-9a-f]{{{2 * NOTE_ID_SUFFIX_BYTES}}}))?$"
@@ -215,25 +226,34 @@ class Note:
         return out
 
     def to_markdown(self) -> str:
-        """The front block, a blank line, the text and a final newline."""
-        lines = [FRONT]
+        """The fields as a Markdown table, a blank line, the text and a final newline."""
+        lines = [TABLE_HEAD, TABLE_RULE]
         for name, value in self.to_dict().items():
             if name != "text":
-                lines.append(f"{name}: {json.dumps(value, ensure_ascii=False)}")
-        lines += [FRONT, "", self.text]
+                # JSON, with | as \u007c: no raw pipe breaks the table, and json.loads reads it
+                cell = json.dumps(value, ensure_ascii=False).replace("|", "\\u007c")
+                lines.append(f"| {name} | {cell} |")
+        lines += ["", self.text]
         return "\n".join(lines) + "\n"
 
     @classmethod
     def from_markdown(cls, markdown: str) -> Note:
-        """The note written by `to_markdown`; NoteError when `markdown` is not one."""
-        head, sep, text = markdown.partition(f"\n{FRONT}\n\n")
-        if not head.startswith(f"{FRONT}\n") or not sep or not text.endswith("\n"):
-            raise NoteError("not a note: expected a '---' front block, a blank line and text")
+        """The note written by `to_markdown` (or by its earlier `---` front block form);
+        NoteError when `markdown` is not one."""
+        if markdown.startswith(f"{FRONT}\n"):
+            head, sep, text = markdown.partition(f"\n{FRONT}\n\n")
+            rows = [line.partition(": ")[::2] for line in head.split("\n")[1:]] if sep else []
+        elif markdown.startswith(f"{TABLE_HEAD}\n{TABLE_RULE}\n"):
+            head, sep, text = markdown.partition("\n\n")
+            rows = [_table_row(line) for line in head.split("\n")[2:]]
+        else:
+            sep, text, rows = "", "", []
+        if not sep or not text.endswith("\n"):
+            raise NoteError("not a note: expected a table of its fields, a blank line and text")
         values: dict[str, object] = {}
-        for line in head.split("\n")[1:]:
-            name, colon, raw = line.partition(": ")
+        for name, raw in rows:
             try:
-                values[name] = json.loads(raw) if colon else None
+                values[name] = json.loads(raw) if raw else None
             except json.JSONDecodeError:
                 raise NoteError(f"not a note: field {name!r} has an unreadable value") from None
         names = [f.name for f in fields(cls) if f.name != "text"]
