@@ -83,7 +83,8 @@ def test_the_batch_run_keeps_every_sample_id_in_batch_order(client, ids):
     frame = _bugged(ids)
     run_id = _log(client, frame)
     table = pq.read_table(_artifact(client, run_id, "samples.parquet"))
-    assert table.column_names == ["id"]
+    assert table.column_names == ["id", "prediction"]  # a regression batch: its values
+    np.testing.assert_allclose(table.column("prediction").to_numpy(), frame["pred"])
     assert table.schema.field("id").type == (pa.int64() if ids == "integer" else pa.string())
     assert table.column("id").to_pylist() == frame["sample"].tolist()
 

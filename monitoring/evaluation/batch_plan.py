@@ -169,6 +169,12 @@ class BatchPlan:
                 "the batch has no prediction column and no model was given: prediction "
                 "drift and performance are not measured"
             )
+        if self.samples is not None and self.has_prediction:
+            self.samples.keep_predictions(
+                self.prediction_column,
+                self.score_columns if self.schema.task == "classification" else {},
+                numeric=self.schema.task == "regression",
+            )
         if self.embedding.active:
             self._hook_layer()
 

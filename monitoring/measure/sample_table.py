@@ -2,9 +2,9 @@
 
 `SampleTable` keeps the id column's values as the batch streams by, so that a batch run can
 say which sample ids it holds (a note may name any of them, and a re-evaluation leaves the
-`anomaly-ignore` ones out of `perf/<metric>_excl_ignored`). The table has one column now,
-`ID`; further per-sample columns (the predicted label, class probabilities) can be added
-beside it without changing how the ids are read.
+`anomaly-ignore` ones out of `perf/<metric>_excl_ignored`). Beside `ID` it keeps each
+sample's prediction and class scores, when the batch has them: what joining labels that
+arrive late to the batch they belong to needs (issue 18).
 
 Integer ids keep their integer type; any other id is kept as the text that matching reads
 (`collect.columns.label_values`: whole floats print as integers, missing stays missing),
@@ -17,6 +17,7 @@ evaluating: 8 bytes per integer id, the text plus 4 bytes for any other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ from monitoring.core.accumulator import Chunk
 
 ID = "id"
 """The column of `samples.parquet` that holds each sample's id."""
+PREDICTION = "prediction"
+"""Its column of predicted labels (or values), when the batch has predictions."""
+SCORE_PREFIX = "proba_"
+"""Its columns of class scores: `proba_<class>`."""
 SAMPLES_FILE = "samples.parquet"
 """The artifact's name in a batch run."""
 COMPRESSION = "zstd"
@@ -52,30 +57,58 @@ def _as_text(array: pa.Array) -> pa.Array:
 
 
 class SampleTable:
-    """The batch's sample ids, in batch order (`result()`: a one-column Arrow table)."""
+    """The batch's samples in batch order (`result()`: an Arrow table): column `ID`, and
+    once `keep_predictions` was called, `PREDICTION` (the label as text, or the value for
+    regression) and one `proba_<class>` column (float32) per class score."""
 
     def __init__(self, column: str) -> None:
         self.column = column
-        self._parts: list[pa.Array] = []
+        self.prediction: str | None = None
+        self.numeric_prediction = False
+        self.scores: dict[str, str] = {}
+        self._parts: list[pa.Table] = []
+
+    def keep_predictions(
+        self, prediction: str, scores: Mapping[str, str], *, numeric: bool = False
+    ) -> None:
+        """Keep each sample's prediction (column `prediction` of the chunks) and class
+        scores (class -> column): what joining late labels to the batch needs."""
+        self.prediction, self.scores, self.numeric_prediction = prediction, dict(scores), numeric
 
     def update(self, chunk: Chunk) -> None:
-        if self.column in chunk.frame.columns:
-            self._parts.append(id_array(chunk.frame[self.column]))
+        frame = chunk.frame
+        if self.column not in frame.columns:
+            return
+        columns = {ID: id_array(frame[self.column])}
+        if self.prediction is not None and self.prediction in frame.columns:
+            values = frame[self.prediction]
+            columns[PREDICTION] = (
+                pa.array(pd.to_numeric(values, errors="coerce"), type=pa.float64())
+                if self.numeric_prediction
+                else pa.array(label_values(values), type=pa.string(), from_pandas=True)
+            )
+        for label, score in self.scores.items():
+            if score in frame.columns:
+                values = pd.to_numeric(frame[score], errors="coerce").to_numpy(np.float32)
+                columns[f"{SCORE_PREFIX}{label}"] = pa.array(values, type=pa.float32())
+        self._parts.append(pa.table(columns))
 
     def merge(self, other: SampleTable) -> SampleTable:
         self._parts += other._parts
         return self
 
     def result(self) -> pa.Table:
-        """Column `ID`: int64 when every chunk's ids were integers, else text."""
+        """`ID` int64 when every chunk's ids were integers, else text; the other columns
+        as `keep_predictions` said (a column some chunk lacked is null there)."""
         parts = self._parts
-        if any(p.type != pa.int64() for p in parts):
-            parts = [_as_text(p) for p in parts]
-        kind = parts[0].type if parts else pa.string()
-        return pa.table({ID: pa.chunked_array(parts, type=kind)})
+        if not parts:
+            return pa.table({ID: pa.array([], type=pa.string())})
+        if any(p.schema.field(ID).type != pa.int64() for p in parts):
+            parts = [p.set_column(0, ID, _as_text(p.column(ID).combine_chunks())) for p in parts]
+        return pa.concat_tables(parts, promote_options="default")
 
     def to_state(self) -> bytes:
-        """The ids as an Arrow IPC stream (their type kept, no pickle)."""
+        """The table as an Arrow IPC stream (its types kept, no pickle)."""
         table = self.result()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -84,8 +117,10 @@ class SampleTable:
 
     def from_state(self, state: bytes) -> SampleTable:
         twin = SampleTable(self.column)
-        ids = pa.ipc.open_stream(state).read_all().column(ID)
-        twin._parts = list(ids.chunks)
+        twin.prediction, twin.scores = self.prediction, dict(self.scores)
+        twin.numeric_prediction = self.numeric_prediction
+        table = pa.ipc.open_stream(state).read_all()
+        twin._parts = [table] if table.num_rows else []
         return twin
 
 
