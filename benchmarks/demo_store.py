@@ -66,18 +66,9 @@ def build_in_child(workdir: Path, *, days: int, rows: int) -> DemoStore:
 def build(workdir: Path, *, days: int, rows: int) -> DemoStore:
     """The predictions database, the registered model and the stored reference."""
     os.environ.update(ENV)
-    import pandas as pd
-
     from monitoring.collect.sources import SqlSource
-    from monitoring.demo.data import (
-        DEMO_FEATURES_CATEGORICAL,
-        DEMO_FEATURES_NUMERIC,
-        DEMO_TARGET,
-        build_predictions_db,
-        generate_frame,
-    )
-    from monitoring.demo.model import predict_frame, train_classifier
-    from monitoring.demo.run import START, demo_config
+    from monitoring.demo.data import build_predictions_db, generate_frame
+    from monitoring.demo.run import START, demo_config, train_demo_model, with_predictions
     from monitoring.evaluation.fit import fit_reference
     from monitoring.track import log_reference, make_client
     from monitoring.track.models import register_pytorch_model
@@ -85,13 +76,7 @@ def build(workdir: Path, *, days: int, rows: int) -> DemoStore:
     workdir.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
     client = make_client(tracking_uri)
-    training = generate_frame(20_000, start=START - timedelta(days=60), days=59, seed=1)
-    model = train_classifier(
-        training,
-        numeric=DEMO_FEATURES_NUMERIC,
-        categorical=DEMO_FEATURES_CATEGORICAL,
-        target=DEMO_TARGET,
-    )
+    model = train_demo_model()
     register_pytorch_model(client, model, name=MODEL_NAME)
     frames = {}
     drift_start = days - max(days // 10, 1)
@@ -104,7 +89,7 @@ def build(workdir: Path, *, days: int, rows: int) -> DemoStore:
             seed=100 + day,
             first_id=1_000_000 + day * 100_000,
         )
-        frames[day] = pd.concat([frame, predict_frame(model, frame)], axis=1)
+        frames[day] = with_predictions(model, frame)
     database = build_predictions_db(workdir / "predictions.db", frames)
     config = demo_config(tracking_uri)
     reference = fit_reference(SqlSource(database, QUERY, {"day": 0}), config=config)

@@ -171,8 +171,10 @@ def _bounded(values: list[Any], start: str | None, end: str | None) -> list[Any]
                 return pd.Timestamp(text)
             if isinstance(sample, dt.date):
                 return dt.date.fromisoformat(text)
-            if isinstance(sample, int | float) and not isinstance(sample, bool):
-                return type(sample)(float(text)) if isinstance(sample, float) else int(text)
+            if isinstance(sample, float):
+                return float(text)
+            if isinstance(sample, int) and not isinstance(sample, bool):
+                return int(text)
         except ValueError:
             raise ConfigError(
                 f"--from/--to {text!r} is not a value of the partition column "

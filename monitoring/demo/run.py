@@ -62,8 +62,20 @@ def drift_for_day(day: int, days: int) -> float:
     return 0.0 if day <= start else (day - start) / (days - start)
 
 
-def _with_predictions(model, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+def with_predictions(model, frame: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+    """`frame` with the model's prediction and class-probability columns beside it."""
     return pd.concat([frame, predict_frame(model, frame)], axis=1)
+
+
+def train_demo_model():  # noqa: ANN201 - a TabularClassifier (torch is imported lazily)
+    """The demo's classifier, trained on 20,000 rows of the 59 days before the demo starts."""
+    training = generate_frame(20_000, start=START - timedelta(days=60), days=59, seed=1)
+    return train_classifier(
+        training,
+        numeric=DEMO_FEATURES_NUMERIC,
+        categorical=DEMO_FEATURES_CATEGORICAL,
+        target=DEMO_TARGET,
+    )
 
 
 def run_demo(
@@ -86,14 +98,8 @@ def run_demo(
     client = make_client(config.tracking.uri)
     echo(f"tracking store: {mask_url(client.tracking_uri)}")
 
-    training = generate_frame(20_000, start=START - timedelta(days=60), days=59, seed=1)
-    model = train_classifier(
-        training,
-        numeric=DEMO_FEATURES_NUMERIC,
-        categorical=DEMO_FEATURES_CATEGORICAL,
-        target=DEMO_TARGET,
-    )
-    holdout = _with_predictions(
+    model = train_demo_model()
+    holdout = with_predictions(
         model,
         generate_frame(5000, start=START - timedelta(days=1), days=1, seed=2, first_id=1_000_000),
     )
@@ -113,7 +119,7 @@ def run_demo(
             seed=100 + day,
             first_id=2_000_000 + day * 100_000,
         )
-        frame = _with_predictions(model, frame)
+        frame = with_predictions(model, frame)
         if day == MODEL_DAY:
             frame = frame.assign(**dict.fromkeys(DEMO_PREDICTION_COLUMNS, None))
         frames[day] = frame
