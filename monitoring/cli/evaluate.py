@@ -127,6 +127,12 @@ def evaluate(
     if report.performance:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in report.performance.items())
         click.echo(f"performance: {shown}")
+    if report.estimated_performance:
+        shown = ", ".join(
+            f"{e.metric}={e.value:.4g} ({e.lower:.4g} to {e.upper:.4g})"
+            for e in report.estimated_performance.values()
+        )
+        click.echo(f"estimated performance (95% intervals): {shown}")
     for line in degraded_lines(report):
         click.echo(f"degraded: {line}")
     for finding in report.quality_findings:

@@ -116,6 +116,7 @@ def evaluate(
         multivariate=dataset,
         n_rows=n_rows,
         performance=plan.performance_result(),
+        estimated_performance=plan.estimated_result(),
         worst_samples=plan.worst.result(),
         segments=(
             plan.segments.table(config.performance) if plan.performance is not None else None

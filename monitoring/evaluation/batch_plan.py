@@ -32,6 +32,9 @@ from monitoring.measure.batch_counts import BatchCounts
 from monitoring.measure.batch_identity import BatchDigest, TimeRange
 from monitoring.measure.embedding_sample import EmbeddingPass
 from monitoring.measure.multivariate_pass import MultivariatePass
+from monitoring.measure.performance.calibration_map import ClassificationEstimator
+from monitoring.measure.performance.estimates import Estimate
+from monitoring.measure.performance.estimation import EstimatedClassification
 from monitoring.measure.performance.outputs import (
     ModelOutputs,
     PerformanceAccumulator,
@@ -82,6 +85,7 @@ class BatchPlan:
         self.has_truth = False
         self.performance: PerformanceAccumulator | None = None
         self.performance_kept: PerformanceAccumulator | None = None
+        self.estimated: Any = None  # estimated performance (`performance.estimation`)
         self.worst: WorstSamples | None = None
         self.warnings: list[str] = []
         self.unmonitored: list[str] = []  # batch columns outside the reference's schema
@@ -104,6 +108,9 @@ class BatchPlan:
                 keep = rows_not_ignored(self.ignored, self.schema.id)
                 self.performance_kept = PerformanceAccumulator(outputs, keep=keep)
                 inline.append(self.performance_kept.update)
+        self.estimated = self._estimated(outputs)
+        if self.estimated is not None:
+            inline.append(self.estimated.update)
         self.worst = WorstSamples(
             self.config.evaluation.worst_k, self.reference.anomaly, columns=self._kept_columns()
         )
@@ -124,6 +131,18 @@ class BatchPlan:
             inline=inline,
             deferred=deferred,
         )
+
+    def _estimated(self, outputs: ModelOutputs) -> Any:
+        """The accumulator of estimated performance, when the reference has an estimator
+        for these outputs (a model whose classes differ from the reference's has none)."""
+        estimator = self.reference.estimator
+        if estimator is None or not self.has_prediction:
+            return None
+        if isinstance(estimator, ClassificationEstimator):
+            if estimator.classes != tuple(outputs.classes):
+                return None
+            return EstimatedClassification(estimator, outputs)
+        return estimator.accumulator()
 
     def _start(self, chunk: pd.DataFrame) -> None:
         self.unmonitored = self._check(chunk, need_prediction=False, need_target=False)
@@ -249,6 +268,10 @@ class BatchPlan:
         return batch_quality(
             self.counts, self.config, duplicates=self.duplicates, anomalies=self.anomalies
         )
+
+    def estimated_result(self) -> dict[str, Estimate]:
+        """Estimated performance, from the outputs alone (empty without an estimator)."""
+        return self.estimated.result() if self.estimated is not None else {}
 
     def performance_result(self) -> dict[str, float]:
         """Performance on every row, and on the rows not ignored (`_excl_ignored`)."""

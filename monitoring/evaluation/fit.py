@@ -29,6 +29,7 @@ from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.anomaly_fit import fit_anomaly_model
 from monitoring.measure.multivariate import ReconstructionModel
 from monitoring.measure.multivariate_fit import fit_reconstruction
+from monitoring.measure.performance.estimator_fit import ERROR_SAMPLE_ROWS, fit_estimator
 from monitoring.measure.performance.reference_rows import OutputRows, reference_performance
 from monitoring.measure.quality_counts import DuplicateIds
 from monitoring.measure.reference import (
@@ -131,6 +132,7 @@ class _FitPlan:
         self.categorical: dict[str, CategoryCollector] = {}
         self.sample: RowSample | None = None
         self.outputs: OutputRows | None = None  # truth and predictions: its own performance
+        self.error_sample: RowSample | None = None  # a regressor's rows: its error model
         self.duplicates: DuplicateIds | None = None
 
     def __call__(self, first: pd.DataFrame) -> Steps:
@@ -150,6 +152,10 @@ class _FitPlan:
         self.outputs = OutputRows(schema)
         collectors = [*self.numeric.values(), *self.categorical.values(), self.sample]
         collectors.append(self.outputs)
+        if schema.task == "regression" and schema.target and schema.prediction:
+            wanted = [*schema.features, schema.target, schema.prediction]
+            self.error_sample = RowSample(ERROR_SAMPLE_ROWS, seed=self.drift.seed, columns=wanted)
+            collectors.append(self.error_sample)
         if schema.id:
             self.duplicates = DuplicateIds(schema.id)
             collectors.append(self.duplicates)
@@ -220,6 +226,12 @@ def fit_reference_chunks(
             engine,
             outputs,
         )
+    error_rows = plan.error_sample.rows if plan.error_sample is not None else None
+    notes = list(reference.notes)
+    estimator = fit_estimator(
+        reference.schema, reference.classes, outputs, error_rows, seed=drift.seed, notes=notes
+    )
+    reference = dataclasses.replace(reference, estimator=estimator, notes=tuple(notes))
     repeated = plan.duplicates.result() if plan.duplicates is not None else None
     return dataclasses.replace(reference, id_duplicate_rows=repeated)
 

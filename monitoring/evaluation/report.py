@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -57,6 +57,9 @@ class BatchReport:
     quality: tuple[Any, ...] = ()  # data-quality checks; each has a bool `flagged`
     performance_tests: tuple[Any, ...] = ()  # performance against the reference's; `flagged`
     samples: pa.Table | None = None
+    # Performance estimated from the model's outputs alone (labels or not): metric ->
+    # `performance.estimates.Estimate` (value and interval). Empty without an estimator.
+    estimated_performance: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def reference_id(self) -> str:

@@ -126,6 +126,9 @@ class Reference:
     # The embedding layer's activations (`drift.embedding_layer`, fitted with the model).
     # Part of the id when present, so files from before it keep theirs.
     embedding: EmbeddingReference | None = None
+    # How a batch's performance is estimated without labels (`performance.estimator_fit`):
+    # derived from the reference's rows like the Wasserstein nulls, so not part of the id.
+    estimator: Any = None
 
     def profile(self, column: str) -> ColumnReference:
         return self.profiles[column]

@@ -15,6 +15,7 @@ from monitoring.core.schema import Schema
 from monitoring.errors import NotFittedError
 from monitoring.measure.anomaly import AnomalyModel
 from monitoring.measure.multivariate import ReconstructionModel
+from monitoring.measure.performance.estimator_fit import estimator_from_dict, estimator_to_dict
 from monitoring.measure.performance.summary import PerformanceSummary
 from monitoring.measure.reference import (
     CategoricalReference,
@@ -87,6 +88,7 @@ def save_reference(reference: Reference, folder: str | Path) -> Path:
         "notes": list(reference.notes),
         "id_duplicate_rows": reference.id_duplicate_rows,
         "performance": performance,
+        "estimator": estimator_to_dict(reference.estimator),
         "embedding": (
             None if embedding is None else {"layer": embedding.layer, "n_rows": embedding.n_rows}
         ),
@@ -184,6 +186,7 @@ def load_reference_files(folder: str | Path) -> Reference:
         id_duplicate_rows=meta.get("id_duplicate_rows"),
         performance=_stored_performance(meta, arrays),
         embedding=_stored_embedding(meta, arrays),
+        estimator=estimator_from_dict(meta.get("estimator")),
         anomaly=AnomalyModel.from_dict(meta["anomaly"]) if meta.get("anomaly") else None,
         multivariate=(
             ReconstructionModel.from_dict(meta["multivariate"])

@@ -22,6 +22,7 @@ import pandas as pd
 from monitoring.errors import DuplicateBatchError
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift_verdict import decision_scale
+from monitoring.measure.performance.estimates import estimate_errors, estimate_metrics
 from monitoring.measure.performance.tests import PerformanceTest
 from monitoring.measure.reference import FEATURE
 from monitoring.measure.sample_table import SAMPLES_FILE, write_samples
@@ -98,6 +99,8 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
         out[f"{prefix}_degraded"] = float(t.flagged)
     if report.performance_tests:
         out["perf/degraded"] = float(report.degraded)
+    out.update(estimate_metrics(report.estimated_performance))
+    out.update(estimate_errors(report.estimated_performance, report.performance))
     out.update(quality_metrics(report, keys))
     out["data/n_rows"] = float(report.n_rows)
     out["data/n_features"] = float(len(features))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import pandas as pd
 
 from monitoring.evaluation.report import BatchReport
 from monitoring.measure.drift_verdict import drift_reason, features_drifted
+from monitoring.measure.performance.estimates import CONFIDENCE, Estimate, outside_findings
 
 
 def decision_rows(report: BatchReport) -> pd.DataFrame:
@@ -75,6 +79,27 @@ def performance_table(report: BatchReport) -> list[str]:
     return ["", *lines]
 
 
+def estimate_table(estimates: Mapping[str, Estimate], realized: Mapping[str, float]) -> list[str]:
+    """Estimated performance beside the realized figures as Markdown table lines (none
+    without estimates); a realized value outside its interval is bold."""
+    if not estimates:
+        return []
+    lines = [
+        f"| metric | estimated | {CONFIDENCE:.0%} interval | realized | realized - estimated |",
+        "|---|---|---|---|---|",
+    ]
+    for name, e in estimates.items():
+        value = realized.get(name)
+        known = value is not None and math.isfinite(value)
+        shown = "labels not known yet" if not known else f"{value:.4g}"
+        if known and not e.covers(value):  # type: ignore[arg-type]
+            shown = f"**{shown} (outside)**"
+        gap = f"{value - e.value:+.3g}" if known else ""  # type: ignore[operator]
+        interval = f"{e.lower:.4g} to {e.upper:.4g}"
+        lines.append(f"| {name} | {e.value:.4g} | {interval} | {shown} | {gap} |")
+    return ["", *lines]
+
+
 def markdown_summary(report: BatchReport, *, title: str) -> str:
     """The run description (`mlflow.note.content`)."""
     drifted = report.drifted_features
@@ -99,6 +124,8 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
         lines.append(f"- Performance: {shown}")
     for line in degraded_lines(report):
         lines.append(f"- **Performance degraded**: {line}")
+    for line in outside_findings(report.estimated_performance, report.performance):
+        lines.append(f"- **Estimate missed**: {line}")
     for line in dataset_lines(report):
         lines.append(f"- Multivariate {line}")
     for q in report.quality_findings:
@@ -106,6 +133,7 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
     for warning in report.warnings:
         lines.append(f"- ⚠ {warning}")
     lines += performance_table(report)
+    lines += estimate_table(report.estimated_performance, report.performance)
     lines += [
         "",
         "| column | role | verdict | method | statistic | adjusted p | effect | floor | reason |",

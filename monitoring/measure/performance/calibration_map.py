@@ -1,0 +1,225 @@
+"""A classifier's calibration, checked on held-out reference rows, and the map that corrects
+it when the check fails: estimated performance reads the probabilities through it.
+
+At fit, the reference rows with truth and class probabilities are split in two disjoint
+halves by a seeded permutation. The raw probabilities are tested on the check half
+(`calibration_test`); when they fail, an isotonic map per class is fitted on the other half
+(and checked on the check half again). The check half then gives the map's own
+uncertainty: a bootstrap of (realized - estimated) per metric, whose standard deviation
+widens every interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitoring.measure.performance.expected_counts import (
+    auc_classes,
+    counts_of,
+    metrics_of,
+    score_bins_of,
+)
+
+__all__ = [
+    "CALIBRATION_ALPHA",
+    "MIN_CALIBRATION_ROWS",
+    "ClassificationEstimator",
+    "apply_maps",
+    "calibration_test",
+    "fit_classification_estimator",
+    "fit_isotonic",
+    "split_rows",
+]
+
+MIN_CALIBRATION_ROWS = 200  # reference rows with truth and probabilities, both halves
+CALIBRATION_ALPHA = 0.01  # the raw probabilities are mapped when the test rejects at this
+CHECK_BINS = 10  # equal-count bins of each tested class's probability
+BOOTSTRAP = 100  # resamples of the check half for the map's uncertainty
+
+Map = tuple[np.ndarray, np.ndarray]  # (score breakpoints, calibrated probability)
+
+
+def split_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint (fit, check) row indices, each sorted: a seeded permutation cut in half."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def fit_isotonic(scores: np.ndarray, hits: np.ndarray) -> Map:
+    """The non-decreasing map from a score to the share of hits (isotonic regression, pool
+    adjacent violators by scipy), kept as the ends of its constant blocks; `np.interp`
+    between them is linear, and constant past the ends."""
+    from scipy.optimize import isotonic_regression
+
+    values, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=hits.astype(np.float64)) / counts
+    fitted = isotonic_regression(means, weights=counts.astype(np.float64)).x
+    changes = np.flatnonzero(np.diff(fitted) != 0)
+    ends = np.unique(np.concatenate([[0, len(values) - 1], changes, changes + 1]))
+    return values[ends].astype(np.float64), fitted[ends].astype(np.float64)
+
+
+def apply_maps(scores: np.ndarray, maps: Sequence[Map | None]) -> np.ndarray:
+    """Calibrated probabilities (rows x classes); a class without a map keeps its scores.
+    With two classes one is mapped and the other is its complement; with more,
+    each row is renormalised to sum to 1 (one-vs-rest maps)."""
+    if all(m is None for m in maps):
+        return scores
+    out = scores.copy()
+    if len(maps) == 2:
+        c = 0 if maps[0] is not None else 1
+        out[:, c] = np.interp(scores[:, c], *maps[c])  # type: ignore[misc]
+        out[:, 1 - c] = 1.0 - out[:, c]
+        return out
+    for c, found in enumerate(maps):
+        if found is not None:
+            out[:, c] = np.interp(scores[:, c], *found)
+    total = out.sum(axis=1, keepdims=True)
+    flat = np.full_like(out, 1.0 / out.shape[1])
+    return np.divide(out, total, out=flat, where=total > 0)
+
+
+def calibration_test(
+    prob: np.ndarray, truth: np.ndarray, tested: Sequence[int]
+) -> dict[str, float]:
+    """Whether labels look drawn from `prob`: per tested class, CHECK_BINS equal-count bins
+    of its probability, sum of (observed - expected)^2 / Poisson-binomial variance, against
+    chi-squared with one degree per bin (known probabilities, nothing fitted: Hosmer and
+    Lemeshow's statistic without their -2). Also the expected calibration error (ECE) of the
+    most probable class on 10 equal-width bins, as `ClassificationMetrics` reports it."""
+    from scipy.special import chdtrc
+
+    statistic, df = 0.0, 0
+    for c in tested:
+        p, hit = prob[:, c], (truth == c).astype(np.float64)
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, CHECK_BINS + 1)[1:-1]))
+        b = np.searchsorted(edges, p, side="right")
+        observed = np.bincount(b, weights=hit, minlength=len(edges) + 1)
+        expected = np.bincount(b, weights=p, minlength=len(edges) + 1)
+        variance = np.bincount(b, weights=p * (1 - p), minlength=len(edges) + 1)
+        used = variance > 1e-9
+        statistic += float(((observed - expected)[used] ** 2 / variance[used]).sum())
+        df += int(used.sum())
+    confidence = prob.max(axis=1)
+    correct = (prob.argmax(axis=1) == truth).astype(np.float64)
+    cal = np.minimum((confidence * 10).astype(np.int64), 9)
+    gap = np.bincount(cal, weights=correct - confidence, minlength=10)
+    return {
+        "statistic": statistic,
+        "df": float(df),
+        "p_value": float(chdtrc(df, statistic)) if df else float("nan"),
+        "ece": float(np.abs(gap).sum() / len(truth)),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class ClassificationEstimator:
+    """How a batch's classification performance is estimated from its class probabilities:
+    the maps (one per class, None: used as they are), the reference check's figures
+    (`check`), and the map's own standard error per metric (`metric_se`)."""
+
+    classes: tuple[str, ...]
+    positive: int  # the class whose score the binary ROC AUC ranks by
+    maps: tuple[Map | None, ...]
+    check: Mapping[str, float] = field(default_factory=dict)
+    metric_se: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "classification"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the raw probabilities passed the check (no map)."""
+        return all(m is None for m in self.maps)
+
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        return apply_maps(scores, self.maps)
+
+    def describe(self) -> str:
+        """The check's result in words (a note of the reference)."""
+        c = self.check
+        found = (
+            f"estimated performance: calibration checked on {int(c['n_check'])} held-out "
+            f"reference rows: ECE {c['ece_raw']:.3f}, calibration test p = {c['p_value_raw']:.3g}"
+        )
+        if self.calibrated:
+            return f"{found}: probabilities used as they are"
+        return (
+            f"{found}: isotonic map fitted on {int(c['n_fit'])} other rows; ECE after the "
+            f"map {c['ece_mapped']:.3f} (p = {c['p_value_mapped']:.3g})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (saved with the reference files)."""
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "positive": self.positive,
+            "maps": [None if m is None else [m[0].tolist(), m[1].tolist()] for m in self.maps],
+            "check": dict(self.check),
+            "metric_se": dict(self.metric_se),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassificationEstimator:
+        maps = tuple(
+            None if m is None else (np.asarray(m[0], float), np.asarray(m[1], float))
+            for m in data["maps"]
+        )
+        return cls(
+            tuple(data["classes"]), int(data["positive"]), maps, data["check"], data["metric_se"]
+        )
+
+
+def _bootstrap_se(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: np.ndarray,
+                  positive: int, seed: int) -> dict[str, float]:  # fmt: skip
+    """Per metric, the standard deviation of (realized - estimated) over Poisson-bootstrap
+    resamples of the check half: how far the map's estimate may sit from the truth."""
+    k = prob.shape[1]
+    classes = auc_classes(k, positive)
+    bins = score_bins_of(scores, classes)
+    hits = np.eye(k)[truth]
+    rng = np.random.default_rng(seed)
+    gaps: dict[str, list[float]] = {}
+    for _ in range(BOOTSTRAP):
+        w = rng.poisson(1.0, len(truth)).astype(np.float64)
+        realized = metrics_of(counts_of(hits, pred, bins, classes, w))
+        estimated = metrics_of(counts_of(prob, pred, bins, classes, w))
+        for name, value in realized.items():
+            gaps.setdefault(name, []).append(value - estimated[name])
+    return {name: float(np.nanstd(v, ddof=1)) for name, v in gaps.items() if np.isfinite(v).any()}
+
+
+def fit_classification_estimator(
+    classes: tuple[str, ...],
+    truth: np.ndarray,
+    pred: np.ndarray,
+    scores: np.ndarray,
+    *,
+    positive: int = 1,
+    seed: int = 0,
+) -> ClassificationEstimator | None:
+    """The estimator from reference rows: truth and predicted class codes, raw class
+    probabilities (rows x classes). None under MIN_CALIBRATION_ROWS rows."""
+    if len(truth) < MIN_CALIBRATION_ROWS:
+        return None
+    fit, check = split_rows(len(truth), seed)
+    k = len(classes)
+    tested = [positive] if k == 2 else list(range(k))
+    raw = calibration_test(scores[check], truth[check], tested)
+    found = {"n_fit": float(len(fit)), "n_check": float(len(check)),
+             "ece_raw": raw["ece"], "p_value_raw": raw["p_value"]}  # fmt: skip
+    maps: list[Map | None] = [None] * k
+    if raw["p_value"] < CALIBRATION_ALPHA:
+        for c in tested:
+            maps[c] = fit_isotonic(scores[fit, c], truth[fit] == c)
+        mapped = calibration_test(apply_maps(scores[check], maps), truth[check], tested)
+        found.update(ece_mapped=mapped["ece"], p_value_mapped=mapped["p_value"])
+    prob = apply_maps(scores[check], maps)
+    metric_se = _bootstrap_se(prob, truth[check], pred[check], scores[check], positive, seed)
+    return ClassificationEstimator(classes, positive, tuple(maps), found, metric_se)

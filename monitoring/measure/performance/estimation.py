@@ -1,0 +1,197 @@
+"""Estimated classification performance of a batch, from its class probabilities alone.
+
+`EstimatedClassification` is an accumulator (`core.accumulator`): per chunk it calibrates
+the scores (`calibration_map`) and adds the expected counts (`expected_counts`) with what
+their Poisson-binomial variances and covariances need, in memory bounded by classes and
+score bins. `result()` gives each metric's `Estimate`:
+
+- accuracy: the mean probability of the predicted class; its variance is the
+  Poisson-binomial sum of p(1-p) over rows, divided by n^2;
+- macro precision, recall and F1: the ratios of expected counts (CBPE), with an interval
+  from draws of the true-positive and true-class counts, jointly normal with the exact
+  means and covariances of a sum of independent categorical labels;
+- ROC AUC: the AUC of the expected positive and negative histograms of the raw score, with
+  an interval from draws of each score bin's positives (normal, Poisson-binomial variance).
+
+Every interval is then widened by the calibration's own standard error measured on the
+reference (`ClassificationEstimator.metric_se`), added in quadrature.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+from monitoring.core.accumulator import Chunk
+from monitoring.core.state import pack, unpack
+from monitoring.measure.performance.calibration_map import ClassificationEstimator
+from monitoring.measure.performance.estimates import CONFIDENCE, Estimate
+from monitoring.measure.performance.expected_counts import (
+    SCORE_BINS,
+    auc_classes,
+    rates_of,
+    score_bins_of,
+)
+from monitoring.measure.performance.labels import read_labels
+from monitoring.measure.performance.outputs import ModelOutputs
+
+__all__ = ["EstimatedClassification"]
+
+DRAWS = 2000  # joint draws of the counts for the precision, recall and F1 intervals
+AUC_DRAWS = 400  # draws of the score histograms for the ROC AUC interval
+_ARRAYS = ("n_pred", "exp_tp", "exp_true", "pp", "q", "pos", "count", "var")
+
+
+class EstimatedClassification:
+    """Expected counts of a batch's rows (see the module docstring)."""
+
+    def __init__(self, estimator: ClassificationEstimator, outputs: ModelOutputs, *, seed: int = 0):
+        self.estimator = estimator
+        self.outputs = outputs
+        self.seed = seed
+        k = len(estimator.classes)
+        self.auc_classes = auc_classes(k, estimator.positive)
+        shape = (len(self.auc_classes), SCORE_BINS)
+        self.n_pred, self.exp_tp, self.exp_true = np.zeros(k), np.zeros(k), np.zeros(k)
+        self.pp, self.q = np.zeros((k, k)), np.zeros((k, k))
+        self.pos, self.count, self.var = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+
+    def update(self, chunk: Chunk) -> None:
+        scores = self.outputs.score_matrix(chunk)
+        if scores is None or not len(scores):
+            return
+        prob = self.estimator.calibrate(scores)
+        pred = scores.argmax(axis=1)
+        column = self.outputs.prediction
+        if column and column in chunk.frame.columns:
+            named, missing = read_labels(
+                self.outputs.labels(chunk, column), self.estimator.classes, name=column
+            )
+            pred = np.where(missing, pred, named)
+        k = prob.shape[1]
+        rows = np.arange(len(pred))
+        p_pred = prob[rows, pred]
+        self.n_pred += np.bincount(pred, minlength=k)
+        self.exp_tp += np.bincount(pred, weights=p_pred, minlength=k)
+        self.exp_true += prob.sum(axis=0)
+        self.pp += prob.T @ prob
+        by_pred = np.zeros_like(prob)
+        by_pred[rows, pred] = p_pred
+        self.q += by_pred.T @ prob  # q[j, k]: sum over rows predicted j of p_j p_k
+        bins = score_bins_of(scores, self.auc_classes).ravel()
+        p = prob[:, self.auc_classes].ravel()
+        size = self.pos.size
+        self.pos += np.bincount(bins, weights=p, minlength=size).reshape(self.pos.shape)
+        self.count += np.bincount(bins, minlength=size).reshape(self.pos.shape)
+        self.var += np.bincount(bins, weights=p * (1 - p), minlength=size).reshape(self.pos.shape)
+
+    def merge(self, other: EstimatedClassification) -> EstimatedClassification:
+        for name in _ARRAYS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
+    def to_state(self) -> bytes:
+        return pack({name: getattr(self, name) for name in _ARRAYS})
+
+    def from_state(self, state: bytes) -> EstimatedClassification:
+        twin = EstimatedClassification(self.estimator, self.outputs, seed=self.seed)
+        arrays, _ = unpack(state)
+        for name in _ARRAYS:
+            setattr(twin, name, arrays[name])
+        return twin
+
+    @property
+    def n(self) -> int:
+        return int(self.n_pred.sum())
+
+    def result(self) -> dict[str, Estimate]:
+        """Each metric's estimate and interval; empty before any row with scores."""
+        if self.n == 0:
+            return {}
+        rng = np.random.default_rng(self.seed)
+        z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+        rates = rates_of(self.n_pred, self.exp_tp, self.exp_true)
+        spread = self._accuracy_sd()
+        draws = self._rate_draws(rng)
+        auc, auc_draws = self._auc(rng)
+        out = {}
+        for name, value in {**rates, "roc_auc": auc}.items():
+            value = float(value)
+            if not np.isfinite(value):
+                continue
+            if name == "accuracy":
+                low, high = value - z * spread, value + z * spread
+            else:
+                found = auc_draws if name == "roc_auc" else draws[name]
+                found = found[np.isfinite(found)]  # a draw with no positive has no AUC
+                levels = [0.5 - CONFIDENCE / 2, 0.5 + CONFIDENCE / 2]
+                low, high = np.quantile(found, levels) if found.size else (0.0, 1.0)
+            out[name] = self._widened(name, value, float(low), float(high), z)
+        return out
+
+    def _widened(self, name: str, value: float, low: float, high: float, z: float) -> Estimate:
+        """The interval widened by the calibration's own error, clipped to [0, 1]."""
+        extra = z * self.estimator.metric_se.get(name, 0.0)
+        low = value - float(np.hypot(value - low, extra))
+        high = value + float(np.hypot(high - value, extra))
+        return Estimate(name, value, max(low, 0.0), min(high, 1.0))
+
+    def _accuracy_sd(self) -> float:
+        """sd of the realized accuracy: sum over rows of p(1-p) of the predicted class / n."""
+        return float(np.sqrt(max((self.exp_tp - np.diag(self.q)).sum(), 0.0)) / self.n)
+
+    def _rate_draws(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Draws of the precision, recall and F1 macro: (true positives, true-class counts)
+        jointly normal with their exact means and covariances."""
+        k = len(self.n_pred)
+        mean = np.concatenate([self.exp_tp, self.exp_true])
+        cov = np.zeros((2 * k, 2 * k))
+        cov[:k, :k] = np.diag(self.exp_tp - np.diag(self.q))
+        cov[k:, k:] = np.diag(self.exp_true) - self.pp
+        cross = np.diag(self.exp_tp) - self.q  # cov(tp_j, true_k)
+        cov[:k, k:], cov[k:, :k] = cross, cross.T
+        values, vectors = np.linalg.eigh(cov)
+        root = vectors * np.sqrt(np.clip(values, 0.0, None))
+        drawn = mean + rng.standard_normal((DRAWS, 2 * k)) @ root.T
+        tp = np.clip(drawn[:, :k], 0.0, self.n_pred)
+        true = np.maximum(drawn[:, k:], tp)
+        return rates_of(np.broadcast_to(self.n_pred, tp.shape), tp, true)
+
+    def _auc(self, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+        """The expected macro ROC AUC and its draws (NaN, empty: no class qualifies)."""
+        values, draws = [], []
+        for pos, count, var in zip(self.pos, self.count, self.var, strict=True):
+            used = count > 0
+            pos, count, var = pos[used], count[used], var[used]
+            neg = count - pos
+            if pos.sum() <= 0 or neg.sum() <= 0:
+                continue
+            values.append(_auc(pos, neg))
+            drawn = _bin_draws(rng, pos, count, var)
+            draws.append(_auc(drawn, count - drawn))
+        if not values:
+            return float("nan"), np.empty(0)
+        return float(np.mean(values)), np.mean(draws, axis=0)
+
+
+def _bin_draws(
+    rng: np.random.Generator, pos: np.ndarray, count: np.ndarray, var: np.ndarray
+) -> np.ndarray:
+    """AUC_DRAWS draws of each bin's positives: binomial in bins of few rows (a normal
+    misses a Bernoulli's shape there; the binomial's variance is at least the
+    Poisson-binomial's), normal with the Poisson-binomial variance in bins of many."""
+    few = count <= 10
+    drawn = pos + rng.standard_normal((AUC_DRAWS, len(pos))) * np.sqrt(var)
+    share = np.clip(pos[few] / count[few], 0.0, 1.0)
+    drawn[:, few] = rng.binomial(count[few].astype(np.int64), share, (AUC_DRAWS, int(few.sum())))
+    return np.clip(drawn, 0.0, count)
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC AUC of positive and negative histograms on ascending bins (last axis), pairs in
+    one bin counting 1/2 (`classification.binned_roc_auc`, over leading draws)."""
+    below = np.cumsum(neg, axis=-1) - neg
+    pairs = pos.sum(axis=-1) * neg.sum(axis=-1)
+    wins = (pos * below).sum(axis=-1) + 0.5 * (pos * neg).sum(axis=-1)
+    return np.divide(wins, pairs, out=np.full(np.shape(pairs), np.nan), where=pairs > 0)
