@@ -1,7 +1,7 @@
 """The `monitoring` command: the root click group, every command registered on it, and the
 console script `run`. The commands live one per module (`evaluate`, `reference`, `compare`,
-`backfill`, `fetch`, `notes`, `sync`, `doctor`) and import the library only when they run, so that
-`monitoring --help` stays fast. Exit codes are listed in `monitoring.cli.options`.
+`backfill`, `fetch`, `notes`, `labels`, `sync`, `doctor`) and import the library only when
+they run, so that `monitoring --help` stays fast. Exit codes are listed in `monitoring.cli.options`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from monitoring.cli.compare import compare_command
 from monitoring.cli.doctor import doctor_command
 from monitoring.cli.evaluate import evaluate
 from monitoring.cli.fetch import fetch
+from monitoring.cli.labels import labels
 from monitoring.cli.notes import notes
 from monitoring.cli.options import handle_errors
 from monitoring.cli.reference import reference
@@ -55,6 +56,7 @@ main.add_command(reference)
 main.add_command(compare_command)
 main.add_command(fetch)
 main.add_command(notes)
+main.add_command(labels)
 main.add_command(sync)
 main.add_command(doctor_command)
 
