@@ -9,14 +9,18 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from monitoring.errors import ColumnNotFoundError, DataError
+from monitoring.track.comparison import build_comparison
 from monitoring.track.comparison_plots import (
     STATUS_COLORS,
+    comparison_figures,
     feature_columns,
     plot_drift_heatmap,
+    plot_estimated_performance,
     plot_metric_over_batches,
     plot_performance,
     save_comparison_plots,
 )
+from monitoring.track.trends import default_metrics, estimated_metric_names, trend_table
 
 NAN = float("nan")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -295,3 +299,182 @@ def test_save_leaves_no_pyplot_figures(trend, tmp_path):
 
     save_comparison_plots(trend, tmp_path)
     assert plt.get_fignums() == []
+
+
+# plot_estimated_performance: per version, 6 batches with an estimate and its interval;
+# labels (the realized value) only for the first 4.
+
+EST, LOWER, UPPER = "perf_est/accuracy", "perf_est/accuracy_lower", "perf_est/accuracy_upper"
+REALIZED, ERROR = "perf/accuracy", "perf_est_error/accuracy"
+ESTIMATES = {
+    "1": {
+        EST: [0.90, 0.89, 0.88, 0.88, 0.87, 0.86],
+        LOWER: [0.86, 0.85, 0.84, 0.84, 0.83, 0.82],
+        UPPER: [0.94, 0.93, 0.92, 0.92, 0.91, 0.90],
+        REALIZED: [0.91, 0.88, 0.87, 0.92, NAN, NAN],  # 0.92 at batch 4 is the upper bound
+    },
+    "2": {
+        EST: [0.92, 0.92, 0.91, 0.90, 0.90, 0.89],
+        LOWER: [0.88, 0.88, 0.87, 0.86, 0.86, 0.85],
+        UPPER: [0.96, 0.96, 0.95, 0.94, 0.94, 0.93],
+        REALIZED: [0.93, 0.90, 0.80, 0.89, NAN, NAN],  # 0.80 at batch 3 is below 0.87
+    },
+}
+ESTIMATE_KEYS = [EST, LOWER, UPPER, ERROR, f"{ERROR}_outside"]
+
+
+def make_estimate_trend() -> pd.DataFrame:
+    """2 versions x 6 batches of estimated and realized accuracy (and the estimate errors)."""
+    frames = []
+    for version, values in ESTIMATES.items():
+        seq = np.arange(1, 7)
+        realized, estimate = np.array(values[REALIZED]), np.array(values[EST])
+        outside = (realized < values[LOWER]) | (realized > values[UPPER])
+        frame = pd.DataFrame(
+            {
+                "model_version": version,
+                "batch_id": [f"w{s:02d}" for s in seq],
+                "batch_seq": seq,
+                "batch_time": pd.Timestamp("2024-01-01") + pd.to_timedelta(seq * 7, "D"),
+                "status": "ok",
+                "run_id": [f"run-{version}-{s}" for s in seq],
+                **values,
+                ERROR: realized - estimate,
+                f"{ERROR}_outside": np.where(np.isnan(realized), NAN, outside.astype(float)),
+            }
+        )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _band_edges(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batches a band spans and its lowest and highest vertex at each."""
+    (path,) = band.get_paths()
+    xs, ys = path.vertices.T
+    seqs = np.unique(xs)
+    return (
+        seqs,
+        np.array([ys[xs == s].min() for s in seqs]),
+        np.array([ys[xs == s].max() for s in seqs]),
+    )
+
+
+def test_estimate_band_spans_exactly_each_versions_interval():
+    ax = plot_estimated_performance(make_estimate_trend()).axes[0]
+    edges = [_band_edges(band) for band in _gid(ax.collections, "estimate-band")]
+    expected = [(np.arange(1, 7), v[LOWER], v[UPPER]) for v in ESTIMATES.values()]
+    np.testing.assert_allclose(np.array(edges, dtype=float), np.array(expected, dtype=float))
+
+
+def test_estimate_is_dashed_and_realized_is_solid_with_only_the_labelled_batches():
+    ax = plot_estimated_performance(make_estimate_trend()).axes[0]
+    estimates, realized = _gid(ax.lines, "estimate"), _gid(ax.lines, "realized")
+    assert [line.get_linestyle() for line in estimates + realized] == ["--", "--", "-", "-"]
+    np.testing.assert_array_equal(
+        [line.get_ydata() for line in estimates], [v[EST] for v in ESTIMATES.values()]
+    )
+    assert [int(np.isfinite(line.get_ydata()).sum()) for line in realized] == [4, 4]
+
+
+def test_outside_ring_marks_only_the_realized_value_outside_its_interval():
+    ax = plot_estimated_performance(make_estimate_trend()).axes[0]
+    rings = [(list(line.get_xdata()), list(line.get_ydata())) for line in _gid(ax.lines, "outside")]
+    assert rings == [([3.0], [0.80])]  # version 2, batch 3; 0.92 on the bound is inside
+
+
+def test_estimate_plot_has_one_axes_per_estimated_metric():
+    trend = make_estimate_trend().assign(**{"perf_est/f1_macro": 0.7, "perf/f1_macro": 0.6})
+    figure = plot_estimated_performance(trend)
+    counts = [
+        (
+            ax.get_title(),
+            *(
+                len(_gid([*ax.lines, *ax.collections], g))
+                for g in ("estimate", "estimate-band", "realized")
+            ),
+        )
+        for ax in figure.axes
+    ]
+    assert counts == [("accuracy", 2, 2, 2), ("f1_macro", 2, 0, 2)]  # f1_macro has no bounds
+
+
+def test_estimate_plot_legend_names_each_version_once_and_the_outside_ring():
+    figure = plot_estimated_performance(make_estimate_trend())
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "95% interval, version 1",
+        "estimate, version 1",
+        "realized, version 1",
+        "95% interval, version 2",
+        "estimate, version 2",
+        "realized, version 2",
+        "realized outside the interval",
+    ]
+
+
+def test_estimate_plot_selected_metric_must_have_an_estimate():
+    with pytest.raises(ColumnNotFoundError, match="perf_est/rmse"):
+        plot_estimated_performance(make_estimate_trend(), metrics=["rmse"])
+
+
+def test_estimate_plot_without_estimates_still_returns_a_figure(trend):
+    figure = plot_estimated_performance(trend)
+    assert [(ax.get_title(), len(ax.lines)) for ax in figure.axes] == [("no perf_est/* metrics", 0)]
+
+
+@pytest.mark.parametrize(
+    ("dropped", "names"),
+    [
+        pytest.param([], ["performance.png", "performance_estimated.png"], id="both"),
+        pytest.param([REALIZED], ["performance_estimated.png"], id="estimates-only"),
+        pytest.param(ESTIMATE_KEYS, ["performance.png"], id="realized-only"),
+    ],
+)
+def test_comparison_figures_add_the_estimate_plot_only_with_estimates(dropped, names):
+    assert sorted(comparison_figures(make_estimate_trend().drop(columns=dropped))) == names
+
+
+def test_save_writes_the_estimate_plot_as_png(tmp_path):
+    paths = save_comparison_plots(make_estimate_trend(), tmp_path)
+    assert [(p.name, p.read_bytes()[:8]) for p in paths] == [
+        ("performance.png", PNG_SIGNATURE),
+        ("performance_estimated.png", PNG_SIGNATURE),
+    ]
+
+
+# the trend table's estimate columns
+
+
+def test_default_metrics_follow_estimates_and_errors_but_not_bounds_or_flags():
+    runs = make_estimate_trend().assign(**{"drift/dataset/drift": 0.0, "perf/n_rows": 100.0})
+    assert default_metrics(runs) == ["drift/dataset/drift", REALIZED, EST, ERROR]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        pytest.param([EST, LOWER, UPPER, ERROR, f"{ERROR}_outside", REALIZED], id="all"),
+        pytest.param(["perf_est_error/accuracy", "perf_est/", "perf/f1"], id="none"),
+    ],
+)
+def test_estimated_metric_names_come_from_the_estimate_columns_only(columns):
+    assert estimated_metric_names(columns) == (["accuracy"] if EST in columns else [])
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        pytest.param([EST], id="estimate"),
+        pytest.param([EST, UPPER], id="bound-chosen-too"),
+    ],
+)
+def test_trend_table_carries_the_bounds_of_each_chosen_estimate_once(metrics):
+    table = trend_table(make_estimate_trend().drop(columns="batch_seq"), metrics)
+    assert sorted(table.columns[6:]) == [EST, LOWER, UPPER]
+
+
+def test_compare_draws_the_band_from_the_default_metrics():
+    runs = make_estimate_trend().drop(columns="batch_seq")
+    figures = build_comparison("churn", runs).figures()
+    ax = figures["performance_estimated.png"].axes[0]
+    assert [len(_gid(ax.collections, "estimate-band")), len(_gid(ax.lines, "outside"))] == [2, 1]

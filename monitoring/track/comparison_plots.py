@@ -3,9 +3,11 @@
 The trend table has one row per (model_version, batch): `model_version`, `batch_id`,
 `batch_seq` (1-based order within the version), `batch_time`, `status`, `run_id`, then one
 float column per MLflow metric key (NaN where a batch lacks it). Each plot accepts
-`ax=None` (a new figure is made), returns the Figure and never calls `plt.show()`.
-Artists carry a `gid` ("version", "status", "alerts", "threshold", "above-threshold") so
-callers and tests can find them.
+`ax=None` (a new figure is made; `plot_estimated_performance`, a grid of bands, always makes
+its own), returns the Figure and never calls `plt.show()`.
+Artists carry a `gid` ("version", "status", "alerts", "threshold", "above-threshold"; the
+estimated-performance plot's are listed in `estimate_plots`) so callers and tests can find
+them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from monitoring.errors import ColumnNotFoundError, DataError
 from monitoring.track.drift_plots import DRIFT_COLOR
+from monitoring.track.estimate_plots import draw_estimate, legend_once
+from monitoring.track.trends import ESTIMATE_PREFIX, estimated_metric_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "feature_columns",
     "plot_drift_heatmap",
+    "plot_estimated_performance",
     "plot_metric_over_batches",
     "plot_performance",
     "save_comparison_plots",
@@ -271,13 +276,8 @@ def plot_performance(
         if metrics:
             ax.legend(fontsize=8)
         return figure
-    from matplotlib.figure import Figure
-
-    ncols = min(PERF_GRID_COLUMNS, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    figure = Figure(figsize=(4.2 * ncols + 1.5, 3.2 * nrows), layout="constrained")
-    for k, metric in enumerate(metrics):
-        ax = figure.add_subplot(nrows, ncols, k + 1)
+    figure, axes = _metric_grid(len(metrics))
+    for ax, metric in zip(axes, metrics, strict=True):
         for i, (version, rows) in enumerate(versions):
             ax.plot(
                 rows["batch_seq"],
@@ -293,6 +293,43 @@ def plot_performance(
         *figure.axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8
     )
     return figure
+
+
+def plot_estimated_performance(
+    trend: pd.DataFrame, *, metrics: Sequence[str] | None = None
+) -> Figure:
+    """Estimated performance with its interval, and the realized one where known.
+
+    `metrics` are metric names (default: each with a `perf_est/<metric>` column), one
+    subplot each in a grid of at most three columns; per model version (its colour) the
+    estimate dashed, its interval shaded, the realized `perf/<metric>` solid (gaps where
+    labels are not known yet), rings where it is outside the interval: see
+    `estimate_plots.draw_estimate`. No metric at all gives an axes that says so.
+    """
+    _require(trend, ["model_version", "batch_id", "batch_seq"])
+    names = estimated_metric_names(trend.columns) if metrics is None else list(metrics)
+    _require(trend, [f"{ESTIMATE_PREFIX}{m}" for m in names])
+    figure, axes = _metric_grid(max(1, len(names)))
+    for ax, name in zip(axes, names, strict=False):
+        for i, (version, rows) in enumerate(_versions(trend)):
+            color = VERSION_COLORS[i % len(VERSION_COLORS)]
+            draw_estimate(ax, rows, name, color=color, version=version)
+        _finish_perf_axes(ax, trend, name)
+    if not names:
+        _finish_perf_axes(axes[0], trend, "no perf_est/* metrics")
+    else:
+        legend_once(figure)
+    return figure
+
+
+def _metric_grid(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure with `n` subplots in a grid of at most `PERF_GRID_COLUMNS` columns."""
+    from matplotlib.figure import Figure
+
+    ncols = min(PERF_GRID_COLUMNS, n)
+    nrows = math.ceil(n / ncols)
+    figure = Figure(figsize=(4.2 * ncols + 1.5, 3.2 * nrows), layout="constrained")
+    return figure, [figure.add_subplot(nrows, ncols, k + 1) for k in range(n)]
 
 
 def _finish_perf_axes(ax: Axes, trend: pd.DataFrame, title: str) -> None:
@@ -315,7 +352,8 @@ def comparison_figures(
 
     `metric_<key>.png` for `drift/dataset/share_drifted` and `drift/dataset/drift`,
     `drift_heatmap.png` when a `drift/<feature>/psi` column exists, `performance.png` when
-    a `perf/*` column exists. `thresholds` maps a metric key to its threshold line; its
+    a `perf/*` column exists, `performance_estimated.png` when a `perf_est/<metric>` one
+    does. `thresholds` maps a metric key to its threshold line; its
     `"psi"` entry outlines the heatmap's cells.
     """
     thresholds = thresholds or {}
@@ -329,6 +367,8 @@ def comparison_figures(
         figures["drift_heatmap.png"] = plot_drift_heatmap(trend, threshold=thresholds.get("psi"))
     if any(c.startswith("perf/") for c in trend.columns):
         figures["performance.png"] = plot_performance(trend)
+    if estimated_metric_names(trend.columns):
+        figures["performance_estimated.png"] = plot_estimated_performance(trend)
     return figures
 
 

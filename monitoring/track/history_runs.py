@@ -22,7 +22,9 @@ from monitoring.track.batch_run import quote_value
 from monitoring.track.history import read_batch_runs
 from monitoring.track.trends import (
     DATASET_PREFIX,
+    ESTIMATE_BOUND_SUFFIXES,
     decision_metrics,
+    is_estimate_key,
     is_performance_key,
     order_batches,
 )
@@ -43,13 +45,20 @@ def history_digest(run_ids: Sequence[str]) -> str:
 
 
 def history_keys(runs: pd.DataFrame) -> list[str]:
-    """Key figures drawn over batches: batch-level drift, performance, each feature's
-    decision statistic, and the row count."""
+    """Key figures drawn over batches: batch-level drift, performance (realized, and
+    estimated with its interval), each feature's decision statistic, and the row count."""
     keys = [c for c in runs.columns if str(c).startswith(DATASET_PREFIX)]
     keys += [c for c in runs.columns if is_performance_key(c)]
+    keys += [c for c in runs.columns if is_estimate_key(c) or _is_bound(c)]
     keys += decision_metrics(runs, drifted_only=False)
     keys += [c for c in ("data/n_rows",) if c in runs.columns]
     return keys
+
+
+def _is_bound(key: object) -> bool:
+    """`perf_est/<metric>_lower` or `_upper`: the history draws the band beside the value."""
+    name = str(key)
+    return name.startswith("perf_est/") and name.endswith(ESTIMATE_BOUND_SUFFIXES)
 
 
 def _metrics_for(row: pd.Series, keys: Sequence[str], step: int):

@@ -8,12 +8,13 @@ batches they share.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from monitoring.errors import ConfigError
+from monitoring.measure.performance.estimates import ESTIMATE_ERROR_PREFIX, ESTIMATE_PREFIX
 from monitoring.measure.performance.tests import reason_text
 
 ID_COLUMNS = ["model_version", "batch_id", "batch_seq", "batch_time", "status", "run_id"]
@@ -24,6 +25,11 @@ DEGRADED_FLAG = "perf/degraded"
 # Per-metric figures of the tests against the reference (`perf/<metric>_<suffix>`): in the
 # runs and the findings, not among the default metrics followed over batches.
 PERF_TEST_SUFFIXES = ("_reference", "_drop", "_pvalue", "_adjusted_pvalue", "_degraded")
+# An estimate's interval (`perf_est/<metric>_lower`, `_upper`), drawn as a band around it, and
+# the flag of a realized value outside it (`perf_est_error/<metric>_outside`): in the runs, not
+# among the default metrics followed over batches.
+ESTIMATE_BOUND_SUFFIXES = ("_lower", "_upper")
+OUTSIDE_SUFFIX = "_outside"
 _DECISION = re.compile(r"^drift/(?P<feature>.+)/(?P<method>[^/]+)_threshold$")
 
 
@@ -75,12 +81,40 @@ def is_performance_key(key: object) -> bool:
     return name == DEGRADED_FLAG or not name.endswith(PERF_TEST_SUFFIXES)
 
 
+def is_estimate_key(key: object) -> bool:
+    """An estimated-performance figure followed over batches: `perf_est/<metric>` (not its
+    interval's `_lower`/`_upper`) and `perf_est_error/<metric>` (not its `_outside` flag)."""
+    name = str(key)
+    if name.startswith(ESTIMATE_PREFIX):
+        return len(name) > len(ESTIMATE_PREFIX) and not name.endswith(ESTIMATE_BOUND_SUFFIXES)
+    if name.startswith(ESTIMATE_ERROR_PREFIX):
+        return len(name) > len(ESTIMATE_ERROR_PREFIX) and not name.endswith(OUTSIDE_SUFFIX)
+    return False
+
+
+def estimated_metric_names(columns: Iterable[object]) -> list[str]:
+    """The metrics that have an estimate column `perf_est/<metric>`, in column order."""
+    return [
+        str(c).removeprefix(ESTIMATE_PREFIX)
+        for c in columns
+        if is_estimate_key(c) and str(c).startswith(ESTIMATE_PREFIX)
+    ]
+
+
+def estimate_bound_keys(metric: str) -> tuple[str, str]:
+    """The keys of the lower and upper bound of `metric`'s estimated interval."""
+    lower, upper = ESTIMATE_BOUND_SUFFIXES
+    return f"{ESTIMATE_PREFIX}{metric}{lower}", f"{ESTIMATE_PREFIX}{metric}{upper}"
+
+
 def default_metrics(runs: pd.DataFrame) -> list[str]:
     """Batch-level drift figures, the chief statistic of drifted features, every perf/*
-    (with `perf/degraded`, without each test's figures)."""
+    (with `perf/degraded`, without each test's figures), then every estimate
+    (`perf_est/<metric>`) and estimate error (`perf_est_error/<metric>`)."""
     dataset = sorted(c for c in runs.columns if str(c).startswith(DATASET_PREFIX))
     perf = sorted(c for c in runs.columns if is_performance_key(c))
-    return dataset + decision_metrics(runs) + perf
+    estimates = sorted(c for c in runs.columns if is_estimate_key(c))
+    return dataset + decision_metrics(runs) + perf + estimates
 
 
 def degradation_findings(runs: pd.DataFrame) -> pd.DataFrame:
@@ -135,9 +169,14 @@ def filter_time(runs: pd.DataFrame, since: str | None, until: str | None) -> pd.
 
 
 def trend_table(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per (model version, batch): the id columns and the chosen metrics."""
+    """One row per (model version, batch): the id columns, the chosen metrics, then the
+    interval bounds of each chosen estimate (`perf_est/<metric>_lower`, `_upper`), which
+    the plots draw as a band around it."""
     ordered = order_batches(runs)
-    return ordered[ID_COLUMNS + list(metrics)]
+    chosen = list(metrics)
+    bounds = [b for m in estimated_metric_names(chosen) for b in estimate_bound_keys(m)]
+    extra = [b for b in dict.fromkeys(bounds) if b in ordered.columns and b not in chosen]
+    return ordered[ID_COLUMNS + chosen + extra]
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
