@@ -244,7 +244,7 @@ def _update_history(
 
     from monitoring.track.history import read_batch_runs
     from monitoring.track.history_runs import ALERT_METRIC, find_history_run
-    from monitoring.track.trends import is_performance_key, order_batches
+    from monitoring.track.trends import is_estimate_key, is_performance_key, order_batches
 
     name = run.data.tags[tags.MODEL_NAME]
     version = run.data.tags.get(tags.MODEL_VERSION, tags.UNVERSIONED)
@@ -257,7 +257,7 @@ def _update_history(
         return
     step = int(mine["batch_seq"].iloc[0])
     stamp = int(pd.Timestamp(mine["batch_time"].iloc[0]).timestamp() * 1000)
-    wanted = [k for k in metrics if is_performance_key(k) or k.startswith("perf_est_error/")]
+    wanted = [k for k in metrics if is_performance_key(k) or is_estimate_key(k)]
     found = [Metric(k, metrics[k], stamp, step) for k in wanted]
     found.append(Metric(ALERT_METRIC, float(status == STATUS_ALERT), stamp, step))
     client.log_batch(history.info.run_id, metrics=found)

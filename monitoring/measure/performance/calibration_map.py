@@ -120,13 +120,16 @@ def calibration_test(
 class ClassificationEstimator:
     """How a batch's classification performance is estimated from its class probabilities:
     the maps (one per class, None: used as they are), the reference check's figures
-    (`check`), and the map's own standard error per metric (`metric_se`)."""
+    (`check`), and per metric the gap left on the check half, realized minus estimated
+    (`metric_gap`: added to every estimate, a correction in the large) and its standard
+    error (`metric_se`: widens every interval)."""
 
     classes: tuple[str, ...]
     positive: int  # the class whose score the binary ROC AUC ranks by
     maps: tuple[Map | None, ...]
     check: Mapping[str, float] = field(default_factory=dict)
     metric_se: Mapping[str, float] = field(default_factory=dict)
+    metric_gap: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -147,11 +150,13 @@ class ClassificationEstimator:
             f"estimated performance: calibration checked on {int(c['n_check'])} held-out "
             f"reference rows: ECE {c['ece_raw']:.3f}, calibration test p = {c['p_value_raw']:.3g}"
         )
+        gap = self.metric_gap.get("accuracy")
+        left = "" if gap is None else f"; accuracy gap left {gap:+.4f} (corrected)"
         if self.calibrated:
-            return f"{found}: probabilities used as they are"
+            return f"{found}: probabilities used as they are{left}"
         return (
             f"{found}: isotonic map fitted on {int(c['n_fit'])} other rows; ECE after the "
-            f"map {c['ece_mapped']:.3f} (p = {c['p_value_mapped']:.3g})"
+            f"map {c['ece_mapped']:.3f} (p = {c['p_value_mapped']:.3g}){left}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,6 +168,7 @@ class ClassificationEstimator:
             "maps": [None if m is None else [m[0].tolist(), m[1].tolist()] for m in self.maps],
             "check": dict(self.check),
             "metric_se": dict(self.metric_se),
+            "metric_gap": dict(self.metric_gap),
         }
 
     @classmethod
@@ -172,18 +178,31 @@ class ClassificationEstimator:
             for m in data["maps"]
         )
         return cls(
-            tuple(data["classes"]), int(data["positive"]), maps, data["check"], data["metric_se"]
+            tuple(data["classes"]),
+            int(data["positive"]),
+            maps,
+            data["check"],
+            data["metric_se"],
+            data.get("metric_gap", {}),
         )
 
 
-def _bootstrap_se(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: np.ndarray,
-                  positive: int, seed: int) -> dict[str, float]:  # fmt: skip
-    """Per metric, the standard deviation of (realized - estimated) over Poisson-bootstrap
-    resamples of the check half: how far the map's estimate may sit from the truth."""
+def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: np.ndarray,
+                positive: int, seed: int) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """Per metric, (realized - estimated) on the check half, and its standard deviation
+    over Poisson-bootstrap resamples: how far the estimate sits from the truth, and how
+    well that is known."""
     k = prob.shape[1]
     classes = auc_classes(k, positive)
     bins = score_bins_of(scores, classes)
     hits = np.eye(k)[truth]
+    realized = metrics_of(counts_of(hits, pred, bins, classes))
+    estimated = metrics_of(counts_of(prob, pred, bins, classes))
+    gap = {
+        name: value - estimated[name]
+        for name, value in realized.items()
+        if np.isfinite(value - estimated[name])
+    }
     rng = np.random.default_rng(seed)
     gaps: dict[str, list[float]] = {}
     for _ in range(BOOTSTRAP):
@@ -192,7 +211,8 @@ def _bootstrap_se(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores:
         estimated = metrics_of(counts_of(prob, pred, bins, classes, w))
         for name, value in realized.items():
             gaps.setdefault(name, []).append(value - estimated[name])
-    return {name: float(np.nanstd(v, ddof=1)) for name, v in gaps.items() if np.isfinite(v).any()}
+    spread = {name: float(np.nanstd(v, ddof=1)) for name, v in gaps.items() if name in gap}
+    return gap, spread
 
 
 def fit_classification_estimator(
@@ -221,5 +241,5 @@ def fit_classification_estimator(
         mapped = calibration_test(apply_maps(scores[check], maps), truth[check], tested)
         found.update(ece_mapped=mapped["ece"], p_value_mapped=mapped["p_value"])
     prob = apply_maps(scores[check], maps)
-    metric_se = _bootstrap_se(prob, truth[check], pred[check], scores[check], positive, seed)
-    return ClassificationEstimator(classes, positive, tuple(maps), found, metric_se)
+    gap, spread = _check_gaps(prob, truth[check], pred[check], scores[check], positive, seed)
+    return ClassificationEstimator(classes, positive, tuple(maps), found, spread, gap)

@@ -13,8 +13,10 @@ score bins. `result()` gives each metric's `Estimate`:
 - ROC AUC: the AUC of the expected positive and negative histograms of the raw score, with
   an interval from draws of each score bin's positives (normal, Poisson-binomial variance).
 
-Every interval is then widened by the calibration's own standard error measured on the
-reference (`ClassificationEstimator.metric_se`), added in quadrature.
+Every estimate is then corrected by the gap (realized - estimated) left on the reference's
+held-out rows (`ClassificationEstimator.metric_gap`: a correction in the large, which also
+catches a miscalibration too small for the check to reject), and its interval widened by
+that gap's standard error (`metric_se`), added in quadrature.
 """
 
 from __future__ import annotations
@@ -131,10 +133,13 @@ class EstimatedClassification:
         return out
 
     def _widened(self, name: str, value: float, low: float, high: float, z: float) -> Estimate:
-        """The interval widened by the calibration's own error, clipped to [0, 1]."""
+        """The estimate corrected by the reference's held-out gap, its interval widened by
+        that gap's standard error, clipped to [0, 1]."""
         extra = z * self.estimator.metric_se.get(name, 0.0)
-        low = value - float(np.hypot(value - low, extra))
-        high = value + float(np.hypot(high - value, extra))
+        gap = self.estimator.metric_gap.get(name, 0.0)
+        low = value + gap - float(np.hypot(value - low, extra))
+        high = value + gap + float(np.hypot(high - value, extra))
+        value = min(max(value + gap, 0.0), 1.0)
         return Estimate(name, value, max(low, 0.0), min(high, 1.0))
 
     def _accuracy_sd(self) -> float:
