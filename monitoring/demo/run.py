@@ -4,7 +4,10 @@
    hold-out window (day 0) and N daily batches whose drift starts part-way;
 2. a small PyTorch classifier, trained, logged and registered in MLflow;
 3. a reference fitted from day 0 with SQL, then one MLflow run per day, read with a bound
-   `:day` parameter; day 3's predictions are left NULL, so the registered model runs.
+   `:day` parameter; day 3's predictions are left NULL, so the registered model runs;
+4. the last LATE_DAYS days are evaluated before their labels exist (their `defaulted` is
+   NULL: performance is estimated), then their labels arrive in a `labels` table and are
+   attached to their runs (`monitoring labels attach`): estimated beside realized.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ DRIFT_START_FRACTION = 0.5  # drift starts after half of the days
 MODEL_DAY = 3  # this day's predictions are left NULL: the registered model makes them
 START = datetime(2026, 11, 1)
 QUERY = "SELECT * FROM predictions WHERE day = :day"
+LATE_DAYS = 2  # the last days: evaluated without labels, which are attached afterwards
+LABELS_QUERY = "SELECT loan_id, defaulted FROM labels WHERE day = :day"
 
 
 def demo_config(tracking_uri: str | None = None) -> MonitoringConfig:
@@ -76,6 +81,61 @@ def train_demo_model():  # noqa: ANN201 - a TabularClassifier (torch is imported
         categorical=DEMO_FEATURES_CATEGORICAL,
         target=DEMO_TARGET,
     )
+
+
+def write_labels(url: str, labels: dict[int, pd.DataFrame]) -> None:
+    """The late days' labels, in a `labels` table (loan_id, day, defaulted)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            frame = pd.concat(
+                [f.assign(day=day) for day, f in labels.items()] or [pd.DataFrame()],
+                ignore_index=True,
+            )
+            frame.to_sql("labels", connection, if_exists="replace", index=False)
+    finally:
+        engine.dispose()
+
+
+def attach_late_labels(  # noqa: PLR0913 - the demo's state, passed as it is
+    table: pd.DataFrame,
+    day: int,
+    url: str,
+    config: MonitoringConfig,
+    name: str,
+    version: str,
+    client,  # noqa: ANN001 - an MlflowClient
+    echo: Callable[[str], None],
+) -> pd.DataFrame:
+    """Attach a late day's labels to its run; the table's row gets the realized figures."""
+    from monitoring.collect.sources import SqlSource
+    from monitoring.track.labels import attach_labels
+
+    batch = f"day-{day:02d}"
+    result = attach_labels(
+        SqlSource(url, LABELS_QUERY, {"day": day}),
+        model_name=name,
+        model_version=version,
+        batch_id=batch,
+        id_column=DEMO_ID,
+        target=DEMO_TARGET,
+        config=config,
+        client=client,
+    )
+    echo(
+        f"  {batch}: {result.n_labelled:,} labels attached; accuracy "
+        f"{result.performance['accuracy']:.3f} (estimated "
+        f"{result.estimated['accuracy'].value:.3f}); status {result.status}"
+    )
+    row = table["batch"] == batch
+    table.loc[row, "accuracy"] = result.performance.get("accuracy")
+    table.loc[row, "roc_auc"] = result.performance.get("roc_auc")
+    table.loc[row, "status"] = result.status
+    flagged = [t.metric for t in result.tests if t.flagged]
+    table.loc[row, "degraded"] = ", ".join(flagged) or "-"
+    return table
 
 
 def run_demo(
@@ -123,7 +183,12 @@ def run_demo(
         if day == MODEL_DAY:
             frame = frame.assign(**dict.fromkeys(DEMO_PREDICTION_COLUMNS, None))
         frames[day] = frame
+    late = [day for day in frames if day > max(days - LATE_DAYS, 0)]
+    labels = {day: frames[day][[DEMO_ID, DEMO_TARGET]] for day in late}
+    for day in late:
+        frames[day] = frames[day].assign(**{DEMO_TARGET: None})
     url = build_predictions_db(folder / "predictions.db", frames)
+    write_labels(url, labels)
     echo(f"predictions database: {url} ({days} days of {rows_per_day:,} rows + hold-out)")
 
     from monitoring.evaluation.fit import fit_reference
@@ -144,6 +209,7 @@ def run_demo(
             client=client,
         )
         report = logged.report
+        estimate = report.estimated_performance.get("accuracy")
         rows.append(
             {
                 "batch": logged.batch_id,
@@ -154,12 +220,18 @@ def run_demo(
                 "degraded": ", ".join(t.metric for t in report.performance_tests if t.flagged)
                 or "-",
                 "accuracy": report.performance.get("accuracy"),
+                "est_accuracy": estimate.value if estimate else None,
+                "est_interval": f"{estimate.lower:.3f}-{estimate.upper:.3f}" if estimate else "",
+                "labels": "later" if day in late else "with batch",
                 "roc_auc": report.performance.get("roc_auc"),
                 "model_run": "yes" if report.predicted_by_model else "",
                 "run_id": logged.run_id,
             }
         )
     table = pd.DataFrame(rows)
+    echo(f"days {', '.join(map(str, late))} evaluated without labels; their labels arrive:")
+    for day in late:
+        table = attach_late_labels(table, day, url, config, info.name, info.version, client, echo)
     echo("")
     echo(table.drop(columns="run_id").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     echo("")
