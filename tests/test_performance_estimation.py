@@ -285,3 +285,24 @@ def test_no_estimator_without_probabilities():
     reference = monitoring.fit_reference(rows, target="y", prediction="prediction")
     assert reference.estimator is None
     assert any(n.startswith("no estimated performance") for n in reference.notes)
+
+
+def test_a_held_out_gap_is_corrected_only_beyond_its_noise():
+    from monitoring.measure.performance.estimation import shrunk_gap
+
+    assert shrunk_gap(0.003, 0.004) == 0.0  # within its noise: a calibrated model's
+    assert shrunk_gap(-0.02, 0.004) == pytest.approx(-0.02 * (1 - 0.04), abs=1e-15)
+    assert shrunk_gap(0.0, 0.004) == 0.0
+    classes = ("0", "1")
+    estimator = ClassificationEstimator(
+        classes, 1, (None, None), metric_se={"accuracy": 0.004}, metric_gap={"accuracy": -0.02}
+    )
+    p1 = np.full(1000, 0.8)
+    accumulator = EstimatedClassification(estimator, _outputs(classes))
+    accumulator.update(Chunk(_frame(np.column_stack([1 - p1, p1]), classes), 0, "test"))
+    found = accumulator.result()["accuracy"]
+    applied = -0.02 * (1 - 0.04)
+    assert found.value == pytest.approx(0.8 + applied, abs=1e-12)
+    extra = np.hypot(Z * 0.004, -0.02 - applied)
+    half = np.hypot(Z * np.sqrt(1000 * 0.16) / 1000, extra)
+    assert found.upper - found.value == pytest.approx(half, abs=1e-12)

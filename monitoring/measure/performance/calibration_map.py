@@ -121,8 +121,8 @@ class ClassificationEstimator:
     """How a batch's classification performance is estimated from its class probabilities:
     the maps (one per class, None: used as they are), the reference check's figures
     (`check`), and per metric the gap left on the check half, realized minus estimated
-    (`metric_gap`: added to every estimate, a correction in the large) and its standard
-    error (`metric_se`: widens every interval)."""
+    (`metric_gap`: added to every estimate, shrunk by its noise) and its standard error
+    (`metric_se`: widens every interval)."""
 
     classes: tuple[str, ...]
     positive: int  # the class whose score the binary ROC AUC ranks by
@@ -151,7 +151,8 @@ class ClassificationEstimator:
             f"reference rows: ECE {c['ece_raw']:.3f}, calibration test p = {c['p_value_raw']:.3g}"
         )
         gap = self.metric_gap.get("accuracy")
-        left = "" if gap is None else f"; accuracy gap left {gap:+.4f} (corrected)"
+        se = self.metric_se.get("accuracy", 0.0)
+        left = "" if gap is None else f"; accuracy gap left {gap:+.4f} (se {se:.4f})"
         if self.calibrated:
             return f"{found}: probabilities used as they are{left}"
         return (

@@ -14,9 +14,10 @@ score bins. `result()` gives each metric's `Estimate`:
   an interval from draws of each score bin's positives (normal, Poisson-binomial variance).
 
 Every estimate is then corrected by the gap (realized - estimated) left on the reference's
-held-out rows (`ClassificationEstimator.metric_gap`: a correction in the large, which also
-catches a miscalibration too small for the check to reject), and its interval widened by
-that gap's standard error (`metric_se`), added in quadrature.
+held-out rows (`ClassificationEstimator.metric_gap`, shrunk towards 0 by its noise: a
+correction in the large, which catches a miscalibration too small for the check to
+reject), and its interval widened in quadrature by that gap's standard error (`metric_se`)
+and the part of the gap left uncorrected.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from monitoring.measure.performance.expected_counts import (
 from monitoring.measure.performance.labels import read_labels
 from monitoring.measure.performance.outputs import ModelOutputs
 
-__all__ = ["EstimatedClassification"]
+__all__ = ["EstimatedClassification", "shrunk_gap"]
 
 DRAWS = 2000  # joint draws of the counts for the precision, recall and F1 intervals
 AUC_DRAWS = 400  # draws of the score histograms for the ROC AUC interval
@@ -133,13 +134,16 @@ class EstimatedClassification:
         return out
 
     def _widened(self, name: str, value: float, low: float, high: float, z: float) -> Estimate:
-        """The estimate corrected by the reference's held-out gap, its interval widened by
-        that gap's standard error, clipped to [0, 1]."""
-        extra = z * self.estimator.metric_se.get(name, 0.0)
+        """The estimate corrected by the reference's held-out gap, shrunk towards 0 by its
+        noise (`shrunk_gap`); the interval widened by the gap's standard error and the part
+        of the gap left uncorrected; clipped to [0, 1]."""
+        se = self.estimator.metric_se.get(name, 0.0)
         gap = self.estimator.metric_gap.get(name, 0.0)
-        low = value + gap - float(np.hypot(value - low, extra))
-        high = value + gap + float(np.hypot(high - value, extra))
-        value = min(max(value + gap, 0.0), 1.0)
+        applied = shrunk_gap(gap, se)
+        extra = float(np.hypot(z * se, gap - applied))
+        low = value + applied - float(np.hypot(value - low, extra))
+        high = value + applied + float(np.hypot(high - value, extra))
+        value = min(max(value + applied, 0.0), 1.0)
         return Estimate(name, value, max(low, 0.0), min(high, 1.0))
 
     def _accuracy_sd(self) -> float:
@@ -178,6 +182,15 @@ class EstimatedClassification:
         if not values:
             return float("nan"), np.empty(0)
         return float(np.mean(values)), np.mean(draws, axis=0)
+
+
+def shrunk_gap(gap: float, se: float) -> float:
+    """The part of a held-out gap worth correcting: gap * max(0, 1 - se^2 / gap^2) (the
+    positive-part James-Stein shrinkage). A gap within its noise (a calibrated model's)
+    is not corrected, so it adds no error; a gap well beyond it is corrected almost whole."""
+    if gap == 0.0:
+        return 0.0
+    return gap * max(0.0, 1.0 - (se / gap) ** 2)
 
 
 def _bin_draws(
