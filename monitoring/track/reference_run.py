@@ -76,7 +76,9 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
         )
         client.log_batch(
             run_id,
-            metrics=[Metric("data/n_rows", reference.n_rows, 0, 0)] + _performance(reference),
+            metrics=[Metric("data/n_rows", reference.n_rows, 0, 0)]
+            + _performance(reference)
+            + _estimator_check(reference),
             params=params,
             tags=[
                 RunTag(tags.NOTE, note),
@@ -100,6 +102,20 @@ def _performance(reference: Reference) -> list:
         return []
     found = reference.performance.metrics.items()
     return [Metric(f"perf/{k}", float(v), 0, 0) for k, v in found if math.isfinite(v)]
+
+
+def _estimator_check(reference: Reference) -> list:
+    """How estimated performance was checked on held-out reference rows, as
+    `perf_est_check/<figure>` (a classifier's ECE and calibration test before and after its
+    map; a regressor's error model's held-out figures)."""
+    from mlflow.entities import Metric
+
+    check = getattr(reference.estimator, "check", None) or {}
+    return [
+        Metric(f"perf_est_check/{k}", float(v), 0, 0)
+        for k, v in check.items()
+        if isinstance(v, int | float) and math.isfinite(v)
+    ]
 
 
 def _performance_line(reference: Reference) -> list[str]:
