@@ -42,6 +42,12 @@ def labels() -> None:
     callback=blank_option,
     help="TOML settings: the tracking store, the performance tests and the alert rules.",
 )
+@click.option(
+    "--fail-on-alert",
+    is_flag=True,
+    help=f"Exit with code {EXIT_ALERT} when an alert rule fires at this batch once the "
+    "labels are known.",
+)
 @source_options
 @handle_errors
 def attach(
@@ -52,6 +58,7 @@ def attach(
     id_col: str,
     target: str,
     config_path: str | None,
+    fail_on_alert: bool,
     query: str | None,
     params: tuple[str, ...],
 ) -> None:
@@ -96,4 +103,5 @@ def attach(
         click.echo(f"finding: {line}")
     if result.alerts:
         click.echo(f"alert: {', '.join(result.alerts)}")
-        sys.exit(EXIT_ALERT)
+        if fail_on_alert:
+            sys.exit(EXIT_ALERT)

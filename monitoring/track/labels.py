@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from monitoring.core.config import MonitoringConfig
-from monitoring.errors import NoRunsError
+from monitoring.errors import DataError, NoRunsError
 from monitoring.evaluation.late_labels import join_labels, measure_labels, read_label_part
 from monitoring.evaluation.report import STATUS_ALERT
 from monitoring.measure.performance.estimates import (
@@ -180,6 +180,13 @@ def attach_labels(
         run = client.get_run(run.info.run_id)  # as it is now that the lock is held
         samples, previous = _read(client, run, folder)
         joined = join_labels(samples[ID], previous, part)
+        if joined.known.empty:
+            raise DataError(
+                f"none of the {len(part):,} labels is for an id of batch {batch_id!r} "
+                f"({len(samples):,} samples, ids like {', '.join(samples[ID].head(3))}); "
+                f"the labels' ids look like {', '.join(part[ID].head(3))}: is it the right "
+                "batch and id column?"
+            )
         performance, tests = measure_labels(reference, samples, joined.known, config.performance)
         estimated = _estimates(run.data.metrics)
         metrics = _metrics(performance, tests, estimated, joined.coverage, joined.n_unknown)
@@ -240,6 +247,8 @@ def _update_history(
     client: MlflowClient, run: Run, metrics: Mapping[str, float], status: str
 ) -> None:
     """The version's history run gets the realized figures at the batch's step."""
+    import time
+
     from mlflow.entities import Metric
 
     from monitoring.track.history import read_batch_runs
@@ -256,7 +265,9 @@ def _update_history(
     if mine.empty:
         return
     step = int(mine["batch_seq"].iloc[0])
-    stamp = int(pd.Timestamp(mine["batch_time"].iloc[0]).timestamp() * 1000)
+    # Now, not the batch's time: a later part's figures must be the step's latest value
+    # (MLflow breaks a tie of step and time by the largest value).
+    stamp = int(time.time() * 1000)
     wanted = [k for k in metrics if is_performance_key(k) or is_estimate_key(k)]
     found = [Metric(k, metrics[k], stamp, step) for k in wanted]
     found.append(Metric(ALERT_METRIC, float(status == STATUS_ALERT), stamp, step))
