@@ -12,6 +12,7 @@ before anything is written, under the version's lock.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -230,17 +231,37 @@ def _write(
 
 
 def _description(note: str, result: LabelsAttached) -> str:
-    """The run's description with its "Labels attached" section written anew."""
+    """The run's description brought up to date: the status in its first lines, a
+    `Labels attached` line under it, the table of estimates made before the labels left
+    out (it said "labels not known yet"), and the `Labels attached` section written anew
+    at the end."""
+    head = note.split(SECTION)[0]
+    head = re.sub(r"\*\*Status: `[a-z]+`\*\*", f"**Status: `{result.status}`**", head, count=1)
+    head = re.sub(r"\n- \*\*Labels attached\*\*: [^\n]*", "", head)
+    head = re.sub(r"\n\n\| metric \| estimated \|[^\n]*(\n\|[^\n]*)*", "", head)
+    shown = ", ".join(
+        f"{name} {result.performance[name]:.4g} (estimated {e.value:.4g}"
+        f"{'' if e.covers(result.performance[name]) else ', outside its interval'})"
+        for name, e in result.estimated.items()
+        if name in result.performance
+    )
+    line = (
+        f"\n- **Labels attached**: {result.coverage:.1%} of the rows"
+        + (f"; {shown}" if shown else "")
+        + " (see the end)"
+    )
+    first = head.find("\n\n- ")
+    head = head + line if first < 0 else head[:first + 1] + line + head[first + 1 :]
     lines = [
         f"{result.n_labelled:,} labels known ({result.coverage:.1%} of the batch's rows); "
         f"status now `{result.status}`.",
         "",
-        *(f"- **{line}**" for line in result.findings),
+        *(f"- **{found}**" for found in result.findings),
         *estimate_table(result.estimated, result.performance),
     ]
     if result.n_unknown:
         lines.insert(1, f"The last part also held {result.n_unknown:,} ids not in the batch.")
-    return note.split(SECTION)[0] + SECTION + "\n".join(lines)
+    return head + SECTION + "\n".join(lines)
 
 
 def _update_history(
