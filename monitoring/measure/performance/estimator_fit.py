@@ -66,6 +66,13 @@ def fit_estimator(
                 "no estimated performance: it needs at least 200 reference rows with truth "
                 "and prediction"
             )
+        else:
+            c = model.check
+            notes.append(
+                f"estimated performance: error model fitted on {int(c['n_fit'])} reference "
+                f"rows, checked on {int(c['n_check'])} others: MAE {c['mae_realized']:.4g}, "
+                f"estimated {c['mae_estimated']:.4g}"
+            )
         return model
     return _classification(schema, classes, outputs, seed=seed, notes=notes)
 
