@@ -58,6 +58,7 @@ ACCUMULATORS: dict[str, Callable[[BatchPlan], Any]] = {
     "multivariate": lambda plan: plan.multivariate,
     "time-range": lambda plan: plan.time_range,
     "sample-ids": lambda plan: plan.samples,
+    "estimated-performance": lambda plan: plan.estimated,
 }
 
 
@@ -98,6 +99,14 @@ def test_partitions_merged_through_their_states_equal_the_whole(name, reference,
         assert merged.error_sum == pytest.approx(whole.error_sum, rel=1e-12)
         assert merged.sample.n == whole.sample.n  # a sample of both, not the same rows
         assert merged.result()[0].statistic == pytest.approx(whole.result()[0].statistic)
+    elif name == "estimated-performance":
+        # The estimates are sums (rel 1e-12); the intervals, quantiles of seeded draws from
+        # a covariance whose eigenvectors move with its last bits (1e-9).
+        assert merged.result().keys() == whole.result().keys() and whole.result()
+        for key, e in whole.result().items():
+            assert merged.result()[key].value == pytest.approx(e.value, rel=1e-12), key
+            bounds = (merged.result()[key].lower, merged.result()[key].upper)
+            assert bounds == pytest.approx((e.lower, e.upper), abs=1e-9), key
     else:
         _same(merged.result(), whole.result())
 
