@@ -306,3 +306,23 @@ def test_a_held_out_gap_is_corrected_only_beyond_its_noise():
     extra = np.hypot(Z * 0.004, -0.02 - applied)
     half = np.hypot(Z * np.sqrt(1000 * 0.16) / 1000, extra)
     assert found.upper - found.value == pytest.approx(half, abs=1e-12)
+
+
+def test_the_auc_interval_matches_the_spread_of_simulated_labels():
+    """The delta method's sd of the AUC against 3,000 simulated label draws from the same
+    probabilities (binned like the realized AUC): within 10%."""
+    from monitoring.measure.performance.expected_counts import binned_auc
+
+    rng = np.random.default_rng(8)
+    p1 = 1 / (1 + np.exp(-1.5 * rng.standard_normal(2000)))
+    classes = ("0", "1")
+    accumulator = EstimatedClassification(_identity(classes), _outputs(classes))
+    accumulator.update(Chunk(_frame(np.column_stack([1 - p1, p1]), classes), 0, "test"))
+    auc, sd = accumulator._auc()
+    bins = np.minimum((p1 * SCORE_BINS).astype(int), SCORE_BINS - 1)
+    hits = rng.random((3000, p1.size)) < p1
+    every = np.bincount(bins, minlength=SCORE_BINS)
+    pos = np.stack([np.bincount(bins[h], minlength=SCORE_BINS) for h in hits]).astype(float)
+    simulated = binned_auc(pos, every - pos)
+    assert auc == pytest.approx(simulated.mean(), abs=0.002)
+    assert sd == pytest.approx(simulated.std(ddof=1), rel=0.10)

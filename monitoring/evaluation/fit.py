@@ -226,11 +226,13 @@ def fit_reference_chunks(
             engine,
             outputs,
         )
-    error_rows = plan.error_sample.rows if plan.error_sample is not None else None
-    notes = list(reference.notes)
-    estimator = fit_estimator(
-        reference.schema, reference.classes, outputs, error_rows, seed=drift.seed, notes=notes
-    )
+        # In the engine, with BLAS held to one thread: the bootstrap's small matrix products
+        # take 2 ms that way and a second in OpenBLAS's spinning threads on a busy machine.
+        error_rows = plan.error_sample.rows if plan.error_sample is not None else None
+        notes = list(reference.notes)
+        estimator = fit_estimator(
+            reference.schema, reference.classes, outputs, error_rows, seed=drift.seed, notes=notes
+        )
     reference = dataclasses.replace(reference, estimator=estimator, notes=tuple(notes))
     repeated = plan.duplicates.result() if plan.duplicates is not None else None
     return dataclasses.replace(reference, id_duplicate_rows=repeated)

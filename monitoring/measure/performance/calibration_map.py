@@ -19,8 +19,10 @@ import numpy as np
 
 from monitoring.measure.performance.expected_counts import (
     auc_classes,
+    binned_auc,
     counts_of,
     metrics_of,
+    rates_of,
     score_bins_of,
 )
 
@@ -39,6 +41,7 @@ MIN_CALIBRATION_ROWS = 200  # reference rows with truth and probabilities, both 
 CALIBRATION_ALPHA = 0.01  # the raw probabilities are mapped when the test rejects at this
 CHECK_BINS = 10  # equal-count bins of each tested class's probability
 BOOTSTRAP = 100  # resamples of the check half for the map's uncertainty
+BOOTSTRAP_BINS = 256  # score bins of the resampled ROC AUC
 
 Map = tuple[np.ndarray, np.ndarray]  # (score breakpoints, calibrated probability)
 
@@ -191,12 +194,13 @@ class ClassificationEstimator:
 def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: np.ndarray,
                 positive: int, seed: int) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
     """Per metric, (realized - estimated) on the check half, and its standard deviation
-    over Poisson-bootstrap resamples: how far the estimate sits from the truth, and how
-    well that is known."""
+    over BOOTSTRAP Poisson-bootstrap resamples of it: how far the estimate sits from the
+    truth, and how well that is known. The resamples are weight matrices, all at once, with
+    ROC AUC on BOOTSTRAP_BINS coarser score bins (its spread, not its value)."""
     k = prob.shape[1]
     classes = auc_classes(k, positive)
-    bins = score_bins_of(scores, classes)
     hits = np.eye(k)[truth]
+    bins = score_bins_of(scores, classes)
     realized = metrics_of(counts_of(hits, pred, bins, classes))
     estimated = metrics_of(counts_of(prob, pred, bins, classes))
     gap = {
@@ -204,15 +208,22 @@ def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: n
         for name, value in realized.items()
         if np.isfinite(value - estimated[name])
     }
-    rng = np.random.default_rng(seed)
-    gaps: dict[str, list[float]] = {}
-    for _ in range(BOOTSTRAP):
-        w = rng.poisson(1.0, len(truth)).astype(np.float64)
-        realized = metrics_of(counts_of(hits, pred, bins, classes, w))
-        estimated = metrics_of(counts_of(prob, pred, bins, classes, w))
-        for name, value in realized.items():
-            gaps.setdefault(name, []).append(value - estimated[name])
-    spread = {name: float(np.nanstd(v, ddof=1)) for name, v in gaps.items() if name in gap}
+    weights = np.random.default_rng(seed).poisson(1.0, (BOOTSTRAP, len(truth))).astype(float)
+    predicted = np.eye(k)[pred]
+    n_pred = weights @ predicted
+    coarse = np.minimum((scores[:, classes] * BOOTSTRAP_BINS).astype(np.int64), BOOTSTRAP_BINS - 1)
+    in_bin = [np.eye(BOOTSTRAP_BINS)[coarse[:, i]] for i in range(len(classes))]
+    every = [weights @ one for one in in_bin]
+
+    def resampled(truth_like: np.ndarray) -> dict[str, np.ndarray]:
+        tp = weights @ (predicted * truth_like)
+        found = rates_of(n_pred, tp, weights @ truth_like)
+        pos = [weights @ (one * truth_like[:, [c]]) for one, c in zip(in_bin, classes, strict=True)]
+        aucs = [binned_auc(p, e - p) for p, e in zip(pos, every, strict=True)]
+        return {**found, "roc_auc": np.nanmean(aucs, axis=0)}
+
+    real, est = resampled(hits), resampled(prob)
+    spread = {name: float(np.nanstd(real[name] - est[name], ddof=1)) for name in gap}
     return gap, spread
 
 

@@ -11,7 +11,7 @@ score bins. `result()` gives each metric's `Estimate`:
   from draws of the true-positive and true-class counts, jointly normal with the exact
   means and covariances of a sum of independent categorical labels;
 - ROC AUC: the AUC of the expected positive and negative histograms of the raw score, with
-  an interval from draws of each score bin's positives (normal, Poisson-binomial variance).
+  the delta method's standard deviation over the score bins' Poisson-binomial variances.
 
 Every estimate is then corrected by the gap (realized - estimated) left on the reference's
 held-out rows (`ClassificationEstimator.metric_gap`, shrunk towards 0 by its noise: a
@@ -33,6 +33,7 @@ from monitoring.measure.performance.estimates import CONFIDENCE, Estimate
 from monitoring.measure.performance.expected_counts import (
     SCORE_BINS,
     auc_classes,
+    binned_auc,
     rates_of,
     score_bins_of,
 )
@@ -42,7 +43,6 @@ from monitoring.measure.performance.outputs import ModelOutputs
 __all__ = ["EstimatedClassification", "shrunk_gap"]
 
 DRAWS = 2000  # joint draws of the counts for the precision, recall and F1 intervals
-AUC_DRAWS = 400  # draws of the score histograms for the ROC AUC interval
 _ARRAYS = ("n_pred", "exp_tp", "exp_true", "pp", "q", "pos", "count", "var")
 
 
@@ -115,21 +115,19 @@ class EstimatedClassification:
         rng = np.random.default_rng(self.seed)
         z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
         rates = rates_of(self.n_pred, self.exp_tp, self.exp_true)
-        spread = self._accuracy_sd()
         draws = self._rate_draws(rng)
-        auc, auc_draws = self._auc(rng)
+        auc, auc_sd = self._auc()
+        spread = {"accuracy": self._accuracy_sd(), "roc_auc": auc_sd}
         out = {}
         for name, value in {**rates, "roc_auc": auc}.items():
             value = float(value)
             if not np.isfinite(value):
                 continue
-            if name == "accuracy":
-                low, high = value - z * spread, value + z * spread
+            if name in spread:
+                low, high = value - z * spread[name], value + z * spread[name]
             else:
-                found = auc_draws if name == "roc_auc" else draws[name]
-                found = found[np.isfinite(found)]  # a draw with no positive has no AUC
                 levels = [0.5 - CONFIDENCE / 2, 0.5 + CONFIDENCE / 2]
-                low, high = np.quantile(found, levels) if found.size else (0.0, 1.0)
+                low, high = np.quantile(draws[name], levels)
             out[name] = self._widened(name, value, float(low), float(high), z)
         return out
 
@@ -167,21 +165,27 @@ class EstimatedClassification:
         true = np.maximum(drawn[:, k:], tp)
         return rates_of(np.broadcast_to(self.n_pred, tp.shape), tp, true)
 
-    def _auc(self, rng: np.random.Generator) -> tuple[float, np.ndarray]:
-        """The expected macro ROC AUC and its draws (NaN, empty: no class qualifies)."""
-        values, draws = [], []
+    def _auc(self) -> tuple[float, float]:
+        """The expected macro ROC AUC and its standard deviation (NaN: no class has
+        expected positives and negatives). The sd is the delta method's: a row of bin b
+        turning positive moves the AUC by g_b = (N_below(b) - P_above(b) - AUC (N - P)) / PN
+        (its own bin's other rows at 1/2), so Var = sum over bins of var_b g_b^2, with
+        var_b the bin's Poisson-binomial variance; classes averaged as independent."""
+        values, variances = [], []
         for pos, count, var in zip(self.pos, self.count, self.var, strict=True):
-            used = count > 0
-            pos, count, var = pos[used], count[used], var[used]
             neg = count - pos
-            if pos.sum() <= 0 or neg.sum() <= 0:
+            n_pos, n_neg = pos.sum(), neg.sum()
+            if n_pos <= 0 or n_neg <= 0:
                 continue
-            values.append(_auc(pos, neg))
-            drawn = _bin_draws(rng, pos, count, var)
-            draws.append(_auc(drawn, count - drawn))
+            auc = float(binned_auc(pos, neg))
+            below = np.cumsum(neg) - neg + 0.5 * neg
+            above = n_pos - np.cumsum(pos) + 0.5 * pos
+            slope = (below - above - auc * (n_neg - n_pos)) / (n_pos * n_neg)
+            values.append(auc)
+            variances.append(float(var @ slope**2))
         if not values:
-            return float("nan"), np.empty(0)
-        return float(np.mean(values)), np.mean(draws, axis=0)
+            return float("nan"), float("nan")
+        return float(np.mean(values)), float(np.sqrt(np.sum(variances)) / len(values))
 
 
 def shrunk_gap(gap: float, se: float) -> float:
@@ -191,25 +195,3 @@ def shrunk_gap(gap: float, se: float) -> float:
     if gap == 0.0:
         return 0.0
     return gap * max(0.0, 1.0 - (se / gap) ** 2)
-
-
-def _bin_draws(
-    rng: np.random.Generator, pos: np.ndarray, count: np.ndarray, var: np.ndarray
-) -> np.ndarray:
-    """AUC_DRAWS draws of each bin's positives: binomial in bins of few rows (a normal
-    misses a Bernoulli's shape there; the binomial's variance is at least the
-    Poisson-binomial's), normal with the Poisson-binomial variance in bins of many."""
-    few = count <= 10
-    drawn = pos + rng.standard_normal((AUC_DRAWS, len(pos))) * np.sqrt(var)
-    share = np.clip(pos[few] / count[few], 0.0, 1.0)
-    drawn[:, few] = rng.binomial(count[few].astype(np.int64), share, (AUC_DRAWS, int(few.sum())))
-    return np.clip(drawn, 0.0, count)
-
-
-def _auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """ROC AUC of positive and negative histograms on ascending bins (last axis), pairs in
-    one bin counting 1/2 (`classification.binned_roc_auc`, over leading draws)."""
-    below = np.cumsum(neg, axis=-1) - neg
-    pairs = pos.sum(axis=-1) * neg.sum(axis=-1)
-    wins = (pos * below).sum(axis=-1) + 0.5 * (pos * neg).sum(axis=-1)
-    return np.divide(wins, pairs, out=np.full(np.shape(pairs), np.nan), where=pairs > 0)

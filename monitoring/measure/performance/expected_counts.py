@@ -21,6 +21,7 @@ __all__ = [
     "Counts",
     "auc_classes",
     "auc_of",
+    "binned_auc",
     "counts_of",
     "metrics_of",
     "rates_of",
@@ -107,6 +108,16 @@ def rates_of(n_pred: np.ndarray, tp: np.ndarray, n_true: np.ndarray) -> dict[str
         "recall_macro": recall,
         "f1_macro": f1,
     }
+
+
+def binned_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC AUC of positive and negative histograms on ascending bins (last axis), pairs in
+    one bin counting 1/2 (`classification.binned_roc_auc`, over any leading axes); NaN
+    without positives or negatives."""
+    below = np.cumsum(neg, axis=-1) - neg
+    pairs = pos.sum(axis=-1) * neg.sum(axis=-1)
+    wins = (pos * below).sum(axis=-1) + 0.5 * (pos * neg).sum(axis=-1)
+    return np.divide(wins, pairs, out=np.full(np.shape(pairs), np.nan), where=pairs > 0)
 
 
 def auc_of(counts: Counts) -> float:
