@@ -166,7 +166,18 @@ def test_demo_runs_end_to_end(tracking_uri, tmp_path):
     # rate varies from day to day, and 400-row days are enough to see it).
     assert table["drifted"].iloc[:5].eq("-").all()
     assert table["status"].iloc[-1] == "alert"  # drifted in 3 of the last 3 batches
+    # The last two days were evaluated without labels, then given them: both figures.
+    assert list(table["labels"]) == ["with batch"] * 8 + ["later"] * 2
+    assert table["accuracy"].notna().all() and table["est_accuracy"].notna().all()
     client = MlflowClient(tracking_uri)
+    late = client.search_runs(
+        [client.get_experiment_by_name("monitoring-credit-default").experiment_id],
+        "tags.`monitoring.batch_id` = 'day-10'",
+    )[0].data.metrics
+    assert late["perf/label_coverage"] == 1.0
+    assert late["perf_est_error/accuracy"] == pytest.approx(
+        late["perf/accuracy"] - late["perf_est/accuracy"], abs=1e-12
+    )
     version = client.get_model_version("credit-default", "1")
     assert version.source.startswith("models:/m-")
 

@@ -83,6 +83,14 @@ def train_demo_model():  # noqa: ANN201 - a TabularClassifier (torch is imported
     )
 
 
+def _short(names: list[str], shown: int = 2) -> str:
+    """The first names and how many more, so that the summary table fits a terminal."""
+    if not names:
+        return "-"
+    more = f" +{len(names) - shown}" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def write_labels(url: str, labels: dict[int, pd.DataFrame]) -> None:
     """The late days' labels, in a `labels` table (loan_id, day, defaulted)."""
     import sqlalchemy as sa
@@ -133,8 +141,7 @@ def attach_late_labels(  # noqa: PLR0913 - the demo's state, passed as it is
     table.loc[row, "accuracy"] = result.performance.get("accuracy")
     table.loc[row, "roc_auc"] = result.performance.get("roc_auc")
     table.loc[row, "status"] = result.status
-    flagged = [t.metric for t in result.tests if t.flagged]
-    table.loc[row, "degraded"] = ", ".join(flagged) or "-"
+    table.loc[row, "degraded"] = _short([t.metric for t in result.tests if t.flagged])
     return table
 
 
@@ -215,10 +222,8 @@ def run_demo(
                 "batch": logged.batch_id,
                 "rows": report.n_rows,
                 "status": report.status,
-                "drifted": ", ".join(report.drifted_features) or "-",
-                "prediction_drift": report.prediction_drift,
-                "degraded": ", ".join(t.metric for t in report.performance_tests if t.flagged)
-                or "-",
+                "drifted": _short(report.drifted_features),
+                "degraded": _short([t.metric for t in report.performance_tests if t.flagged]),
                 "accuracy": report.performance.get("accuracy"),
                 "est_accuracy": estimate.value if estimate else None,
                 "est_interval": f"{estimate.lower:.3f}-{estimate.upper:.3f}" if estimate else "",
