@@ -280,3 +280,21 @@ def test_unknown_method_lists_registered_names():
     with pytest.raises(Exception, match="psi") as error:
         get_method("nope")
     assert "nope" in str(error.value)
+
+
+def test_every_divergence_row_equals_its_own_computation():
+    """The simulated nulls compute every divergence from one smoothing of the draws: each
+    must be bit-identical to `divergence_rows` of its name."""
+    from monitoring.stats.divergence import (
+        HISTOGRAM_DIVERGENCES,
+        divergence_rows,
+        every_divergence_rows,
+    )
+
+    rng = np.random.default_rng(4)
+    reference = rng.multinomial(900, np.full(7, 1 / 7), size=50)
+    batch = rng.multinomial(300, np.full(7, 1 / 7), size=50)
+    every = every_divergence_rows(reference, batch, smoothing=0.5)
+    assert set(every) == set(HISTOGRAM_DIVERGENCES)
+    for name in HISTOGRAM_DIVERGENCES:
+        np.testing.assert_array_equal(every[name], divergence_rows(name, reference, batch))

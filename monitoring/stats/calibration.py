@@ -32,7 +32,11 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
-from monitoring.stats.divergence import HISTOGRAM_DIVERGENCES, divergence_rows
+from monitoring.stats.divergence import (
+    HISTOGRAM_DIVERGENCES,
+    divergence_rows,
+    every_divergence_rows,
+)
 
 DEFAULT_SIMULATIONS = 2000
 BRIDGE_GRID = 512
@@ -98,10 +102,8 @@ def _histogram_nulls(
     counts = np.frombuffer(counts_bytes, dtype=np.int64, count=k)
     rng = np.random.default_rng([seed, int(counts.sum()), n_batch, k])
     reference, batch = _null_draws(counts, n_batch, simulations, rng)
-    return tuple(
-        (name, _fit(divergence_rows(name, reference, batch, smoothing=smoothing), name in SQUARED))
-        for name in HISTOGRAM_DIVERGENCES
-    )
+    rows = every_divergence_rows(reference, batch, smoothing=smoothing)
+    return tuple((name, _fit(rows[name], name in SQUARED)) for name in HISTOGRAM_DIVERGENCES)
 
 
 def simulate_histogram_null(

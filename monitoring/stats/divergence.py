@@ -96,6 +96,21 @@ def divergence_rows(
     return np.asarray(_ROW_FUNCTIONS[name](p, q), dtype=np.float64)
 
 
+def every_divergence_rows(
+    reference_counts: np.ndarray,
+    batch_counts: np.ndarray,
+    *,
+    smoothing: float = DEFAULT_SMOOTHING,
+) -> dict[str, np.ndarray]:
+    """Every histogram divergence per row, the smoothed proportions computed once for all
+    (what a simulated null needs; each equals `divergence_rows` of its name)."""
+    p, q = _pair(reference_counts, batch_counts, smoothing)
+    return {
+        name: np.asarray(function(p, q), dtype=np.float64)
+        for name, function in _ROW_FUNCTIONS.items()
+    }
+
+
 def kl_divergence(
     reference_counts: np.ndarray, batch_counts: np.ndarray, *, smoothing: float = DEFAULT_SMOOTHING
 ) -> float:

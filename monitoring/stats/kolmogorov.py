@@ -196,16 +196,18 @@ def _compiled_outside_band():
 
 def _outside_square(n: int, h: int) -> float:
     """Equal sizes: P(D_{n,n} >= h/n) = 2 sum_k (-1)^(k+1) C(2n, n - k h) / C(2n, n),
-    summed as scipy's `_compute_prob_outside_square` does (a Horner form of ratios, the
-    same scalar operations in the same order), so that no term cancels another."""
+    summed in scipy's Horner form (`_compute_prob_outside_square`), so that no term cancels
+    another: 2 r_0 (1 - r_1 (1 - r_2 (...))) with r_k = C(2n, n - (k+1) h) / C(2n, n - k h).
+    The ratios come from log-gamma all at once, not from h scalar steps each (1.2 ms a
+    column at 5,000 x 5,000): within 1e-9 of scipy (tests/test_kolmogorov.py)."""
+    from scipy.special import gammaln
+
+    k = np.arange(0, n // h + 1, dtype=np.float64)
+    log_term = -gammaln(n - k * h + 1.0) - gammaln(n + k * h + 1.0)  # + log n!^2, cancelled
+    ratios = np.exp(np.diff(log_term)).tolist()  # r_0 .. r_{K-1}; r_K is 0
     total = 0.0
-    k = n // h
-    while k >= 0:
-        ratio = 1.0
-        for j in range(h):
-            ratio = (n - k * h - j) * ratio / (n + k * h + j + 1)
+    for ratio in reversed(ratios):
         total = ratio * (1.0 - total)
-        k -= 1
     return 2.0 * total
 
 
