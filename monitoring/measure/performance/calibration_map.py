@@ -211,15 +211,24 @@ def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: n
     weights = np.random.default_rng(seed).poisson(1.0, (BOOTSTRAP, len(truth))).astype(float)
     predicted = np.eye(k)[pred]
     n_pred = weights @ predicted
-    coarse = np.minimum((scores[:, classes] * BOOTSTRAP_BINS).astype(np.int64), BOOTSTRAP_BINS - 1)
-    in_bin = [np.eye(BOOTSTRAP_BINS)[coarse[:, i]] for i in range(len(classes))]
-    every = [weights @ one for one in in_bin]
+    # Per AUC class: rows sorted by their coarse score bin, and where each occupied bin
+    # starts; a resample's histogram is then one `reduceat` of its sorted weights.
+    groups = []
+    for c in classes:
+        coarse = np.minimum((scores[:, c] * BOOTSTRAP_BINS).astype(np.int64), BOOTSTRAP_BINS - 1)
+        order = np.argsort(coarse, kind="stable")
+        starts = np.flatnonzero(np.diff(coarse[order], prepend=-1))
+        sorted_weights = weights[:, order]
+        every = np.add.reduceat(sorted_weights, starts, axis=1)
+        groups.append((c, order, starts, sorted_weights, every))
 
     def resampled(truth_like: np.ndarray) -> dict[str, np.ndarray]:
         tp = weights @ (predicted * truth_like)
         found = rates_of(n_pred, tp, weights @ truth_like)
-        pos = [weights @ (one * truth_like[:, [c]]) for one, c in zip(in_bin, classes, strict=True)]
-        aucs = [binned_auc(p, e - p) for p, e in zip(pos, every, strict=True)]
+        aucs = []
+        for c, order, starts, sorted_weights, every in groups:
+            pos = np.add.reduceat(sorted_weights * truth_like[order, c], starts, axis=1)
+            aucs.append(binned_auc(pos, every - pos))
         return {**found, "roc_auc": np.nanmean(aucs, axis=0)}
 
     real, est = resampled(hits), resampled(prob)
