@@ -418,3 +418,40 @@ def test_cli_prints_the_degraded_reason_and_fails_on_it(client, concept_referenc
     assert "status: degraded" in result.output
     assert "degraded: accuracy 0." in result.output
     assert "against 0.74" in result.output
+
+
+@pytest.mark.parametrize(
+    ("k", "total", "successes", "draws"),
+    [(3, 20, 7, 8), (0, 10, 5, 5), (4000, 10_000, 8_000, 5_000), (3900, 10_000, 8_000, 5_000),
+     (3300, 10_000, 7_000, 5_000), (70, 100, 90, 80), (45, 2_000_000, 100, 1_000_000)],  # fmt: skip
+)
+def test_the_hypergeometric_cdf_equals_scipy(k, total, successes, draws):
+    """Within 1e-9 relative, in the body and far in the tails (p down to 1e-100)."""
+    from monitoring.stats.hypergeometric import hypergeom_cdf
+
+    expected = float(stats.hypergeom.cdf(k, total, successes, draws))
+    assert hypergeom_cdf(k, total, successes, draws) == pytest.approx(
+        expected, rel=1e-9, abs=1e-300
+    )
+
+
+def test_a_fresh_process_evaluates_a_batch_without_importing_scipy_stats(tmp_path):
+    """scipy.stats costs 0.45 s to import: Fisher's test and the exact KS loop of unequal
+    sizes no longer pull it in, so a batch evaluated in a fresh process does not pay it."""
+    import subprocess
+    import sys
+
+    from conftest import make_frame
+
+    make_frame(1500, seed=1).to_parquet(tmp_path / "r.parquet")
+    make_frame(700, seed=2).iloc[:-3].to_parquet(tmp_path / "b.parquet")  # unequal sizes
+    program = (
+        "import sys\n"
+        "from monitoring import evaluate\n"
+        f"report = evaluate({str(tmp_path / 'b.parquet')!r}, {str(tmp_path / 'r.parquet')!r})\n"
+        "assert report.performance_tests, 'the accuracy test (Fisher) must have run'\n"
+        "print('scipy.stats' in sys.modules)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "False"

@@ -33,6 +33,7 @@ from monitoring.errors import ConfigError
 from monitoring.measure.performance.classification import ClassificationMetrics
 from monitoring.measure.performance.regression import RegressionMetrics
 from monitoring.measure.performance.summary import PerformanceSummary, summarize
+from monitoring.stats.hypergeometric import hypergeom_cdf
 from monitoring.stats.multiple_testing import adjust_p_values
 
 __all__ = [
@@ -66,12 +67,16 @@ def fisher_less(
     """One-sided p-value of Fisher's exact test that the batch's success rate is below the
     reference's: P(X <= successes) for X hypergeometric (the batch's n rows drawn from the
     pooled rows, given the pooled successes). Equals
-    `scipy.stats.fisher_exact([[s, n - s], [r, m - r]], alternative="less")`."""
-    from scipy.stats import hypergeom
-
-    s, m = np.asarray(successes), np.asarray(ref_successes)
-    total = np.asarray(n) + np.asarray(ref_n)
-    return np.asarray(hypergeom.cdf(s, total, s + m, n), dtype=np.float64)
+    `scipy.stats.fisher_exact([[s, n - s], [r, m - r]], alternative="less")`, without
+    importing `scipy.stats` (`stats.hypergeometric`)."""
+    s, m, rows, ref_rows = np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.int64) for x in (successes, ref_successes, n, ref_n))
+    )
+    found = [
+        hypergeom_cdf(int(a), int(b + d), int(a + c), int(b))
+        for a, c, b, d in zip(s.ravel(), m.ravel(), rows.ravel(), ref_rows.ravel(), strict=True)
+    ]
+    return np.asarray(found, dtype=np.float64).reshape(s.shape)
 
 
 def mean_rise_pvalue(
