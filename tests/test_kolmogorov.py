@@ -29,7 +29,7 @@ def _grid(n: int, points: int) -> np.ndarray:
     return d[d < 1.0]
 
 
-@pytest.mark.parametrize("n", [141, 150, 1_000, 20_000])
+@pytest.mark.parametrize("n", [141, 150, 1_000, 3_000, 4_545, 20_000])
 def test_kstwo_sf_equals_scipy(n: int) -> None:
     for d in _grid(n, 60):
         expected = float(stats.kstwo.sf(d, n))

@@ -19,12 +19,14 @@ They are the ones `kstwo` itself picks in those regions. Two more regions need n
 
 - d <= 1/n: the closed form P(D_n <= d) = n! (2d - 1/n)^n (0 for d <= 1/(2n));
 - the tiny-d region where `kstwo` uses Durbin's matrix (n <= 10^5, n d^1.5 <= 1.4), from
-  n = 5,000 on: there the p-value is within 1e-6 of 1 and Pelz-Good gives `kstwo`'s value
-  within 1e-10 relative (measured on a grid of z = d sqrt(n) over the whole region at
-  n = 5,000, 10^4, 3 10^4 and 10^5: 9.6e-11 at most).
+  n = 3,000 on: there the p-value is near 1 and Pelz-Good gives `kstwo`'s value within
+  1e-9 relative (measured on a grid of z = d sqrt(n) over the whole region: 9.9e-10 at
+  n = 3,000, 1.3e-10 at 4,545, 9.6e-11 at most from 5,000 to 10^5; 4.8e-9 at 2,000, so
+  not below 3,000). n = 4,545 is a 50,000-row batch against a 5,000-row reference.
 
-Everywhere else (n <= 140, or Durbin's region below n = 5,000: batches of a few thousand
-rows) this module defers to `kstwo`, importing `scipy.stats` then.
+Everywhere else (n <= 140, or Durbin's region below n = 3,000: batches of a few thousand
+rows, a column that did not drift) this module defers to `kstwo`, importing `scipy.stats`
+then.
 
 The one-sided tail is summed here in log space, in one vectorised pass:
 `scipy.special.smirnov` sums the same n terms in a scalar loop, 0.17 s at n = 90,000 and
@@ -45,7 +47,7 @@ _SMALL_N = 140  # up to here kstwo uses exact recursions
 _ONE_SIDED_FROM = 2.2  # n d^2 from which 2 * smirnov is used
 _ZERO_FROM = 370.0  # n d^2 from which the tail is below double precision
 _DURBIN_N, _DURBIN_NX = 100_000, 1.4  # kstwo's Durbin-matrix region: n <= 1e5, n d^1.5 <= 1.4
-_PELZ_GOOD_IN_DURBIN_FROM = 5_000  # from here Pelz-Good matches kstwo there within 1e-10
+_PELZ_GOOD_IN_DURBIN_FROM = 3_000  # from here Pelz-Good matches kstwo there within 1e-9 (measured)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _PI2 = math.pi**2
 
