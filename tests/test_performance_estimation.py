@@ -326,3 +326,20 @@ def test_the_auc_interval_matches_the_spread_of_simulated_labels():
     simulated = binned_auc(pos, every - pos)
     assert auc == pytest.approx(simulated.mean(), abs=0.002)
     assert sd == pytest.approx(simulated.std(ddof=1), rel=0.10)
+
+
+def test_pool_adjacent_violators_equals_scipy():
+    from scipy.optimize import isotonic_regression
+
+    from monitoring.measure.performance.calibration_map import pool_adjacent_violators
+
+    rng = np.random.default_rng(9)
+    for size in (1, 2, 7, 500, 5000):
+        values = np.sort(rng.random(size)) + 0.3 * rng.standard_normal(size)
+        weights = rng.integers(1, 5, size).astype(float)
+        expected = isotonic_regression(values, weights=weights).x
+        np.testing.assert_allclose(pool_adjacent_violators(values, weights), expected, atol=1e-12)
+    ties = np.array([0.5, 0.5, 0.2, 0.9, 0.9, 0.1])  # equal neighbours pool or not: same fit
+    np.testing.assert_allclose(
+        pool_adjacent_violators(ties, np.ones(6)), isotonic_regression(ties).x, atol=1e-12
+    )

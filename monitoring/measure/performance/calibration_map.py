@@ -34,6 +34,7 @@ __all__ = [
     "calibration_test",
     "fit_classification_estimator",
     "fit_isotonic",
+    "pool_adjacent_violators",
     "split_rows",
 ]
 
@@ -52,15 +53,34 @@ def split_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
 
 
-def fit_isotonic(scores: np.ndarray, hits: np.ndarray) -> Map:
-    """The non-decreasing map from a score to the share of hits (isotonic regression, pool
-    adjacent violators by scipy), kept as the ends of its constant blocks; `np.interp`
-    between them is linear, and constant past the ends."""
-    from scipy.optimize import isotonic_regression
+def pool_adjacent_violators(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted least-squares non-decreasing fit of `values` (isotonic regression),
+    by pooling adjacent violators: blocks merge while a block's mean exceeds the next's.
+    `scipy.optimize.isotonic_regression` gives the same (tested), but importing
+    scipy.optimize costs a fresh process 0.28 s, 50 times this loop over 10,000 values."""
+    means: list[float] = []
+    sizes: list[float] = []
+    lengths: list[int] = []
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
+        mean, size, length = value, weight, 1
+        while means and means[-1] >= mean:
+            total = size + sizes[-1]
+            mean = (mean * size + means[-1] * sizes[-1]) / total
+            size, length = total, length + lengths[-1]
+            means.pop(), sizes.pop(), lengths.pop()
+        means.append(mean)
+        sizes.append(size)
+        lengths.append(length)
+    return np.repeat(np.asarray(means), lengths)
 
+
+def fit_isotonic(scores: np.ndarray, hits: np.ndarray) -> Map:
+    """The non-decreasing map from a score to the share of hits (isotonic regression,
+    `pool_adjacent_violators`), kept as the ends of its constant blocks; `np.interp`
+    between them is linear, and constant past the ends."""
     values, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
     means = np.bincount(inverse, weights=hits.astype(np.float64)) / counts
-    fitted = isotonic_regression(means, weights=counts.astype(np.float64)).x
+    fitted = pool_adjacent_violators(means, counts.astype(np.float64))
     changes = np.flatnonzero(np.diff(fitted) != 0)
     ends = np.unique(np.concatenate([[0, len(values) - 1], changes, changes + 1]))
     return values[ends].astype(np.float64), fitted[ends].astype(np.float64)
