@@ -65,13 +65,15 @@ class EstimatedClassification:
         if scores is None or not len(scores):
             return
         prob = self.estimator.calibrate(scores)
-        pred = scores.argmax(axis=1)
         column = self.outputs.prediction
         if column and column in chunk.frame.columns:
-            named, missing = read_labels(
+            pred, missing = read_labels(
                 self.outputs.labels(chunk, column), self.estimator.classes, name=column
             )
-            pred = np.where(missing, pred, named)
+            if missing.any():  # no stored label: the most probable class
+                pred = np.where(missing, scores.argmax(axis=1), pred)
+        else:
+            pred = scores.argmax(axis=1)
         k = prob.shape[1]
         rows = np.arange(len(pred))
         p_pred = prob[rows, pred]

@@ -26,6 +26,7 @@ from monitoring.measure.performance.sample_error import classification_error, re
 
 ROW_ERRORS = "row_errors"  # chunk.derived[ROW_ERRORS]: each row's error (NaN: none)
 _LABELS = "labels"  # chunk.derived[_LABELS, column]: the column's labels as a Categorical
+_SCORES = "scores"  # chunk.derived[_SCORES]: the class probabilities (rows x classes)
 
 Metrics = ClassificationMetrics | RegressionMetrics
 RowFilter = Callable[[Chunk], np.ndarray]
@@ -82,7 +83,11 @@ class ModelOutputs:
         )
 
     def score_matrix(self, chunk: Chunk) -> np.ndarray | None:
-        return score_matrix(chunk.frame, self.scores, self.classes)
+        """The chunk's class probabilities (`columns.score_matrix`), read once per chunk:
+        realized and estimated performance both need them."""
+        if _SCORES not in chunk.derived:
+            chunk.derived[_SCORES] = score_matrix(chunk.frame, self.scores, self.classes)
+        return chunk.derived[_SCORES]
 
 
 class PerformanceAccumulator:
