@@ -47,6 +47,7 @@ PUBLIC = [
     "TrackingError",
     "TrackingUnreachableError",
     "add_note",
+    "attach_labels",
     "capture_activations",
     "compare",
     "doctor",
