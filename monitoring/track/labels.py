@@ -76,15 +76,16 @@ def find_batch_run(
 ) -> Run:
     """The finished batch run of (model, version, batch id); without a version, the one
     version that has the batch (several: NoRunsError listing them)."""
+    from monitoring.track.batch_run import quote_value
     from monitoring.track.experiments import all_experiments
     from monitoring.track.history import batch_runs_filter, iter_runs
 
     ids = [e.experiment_id for e in all_experiments(client)]
-    found = [
-        r
-        for r in iter_runs(client, ids, batch_runs_filter(model_name, model_version))
-        if r.data.tags.get(tags.BATCH_ID) == batch_id
-    ]
+    wanted = (
+        f"{batch_runs_filter(model_name, model_version)} and "
+        f"tags.`{tags.BATCH_ID}` = '{quote_value(batch_id)}'"
+    )
+    found = list(iter_runs(client, ids, wanted))
     which = f"{model_name!r}" + (f" version {model_version}" if model_version else "")
     if not found:
         raise NoRunsError(f"no finished batch run of model {which} for batch {batch_id!r}")
