@@ -274,6 +274,33 @@ def test_an_alert_rule_on_degraded_performance_fires_once_the_labels_show_it(cli
     assert run.data.tags["monitoring.alerts"] == ALERT_NAME
 
 
+def test_labels_of_an_earlier_batch_judge_the_later_batches_again(client):
+    """Rule: performance degraded in 2 of the last 2 batches. Day 3's labels come first
+    (degraded, day 2 unknown: no alert); then day 2's: day 2 is degraded, and day 3,
+    whose window now holds two degraded batches, goes to alert too."""
+    batches = [_frame(300, seed=20 + i, first_id=10_000 * i) for i in (1, 2, 3)]
+    run_ids = [_evaluate(client, b, batch_id=f"day-{i}") for i, b in enumerate(batches, 1)]
+    rule = {"metric": "perf/degraded", "k": 2, "n": 2}
+    config = MonitoringConfig(alerts=AlertConfig(rules=(rule,)))
+
+    def flipped(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[["sample_id", "y"]].assign(y=1 - frame["y"])
+
+    third = _attach(client, flipped(batches[2]), batch_id="day-3", config=config)
+    assert (third.status, third.alerts, third.later) == ("degraded", (), ())
+
+    second = _attach(client, flipped(batches[1]), batch_id="day-2", config=config)
+
+    name = AlertRule(**rule).label
+    assert (second.status, second.alerts) == ("degraded", ())  # day 1 is unknown
+    assert [(j.run_id, j.status, j.alerts) for j in second.later] == [
+        (run_ids[2], "alert", (name,))
+    ]
+    later = client.get_run(run_ids[2]).data.tags
+    assert (later["monitoring.status"], later["monitoring.alerts"]) == ("alert", name)
+    assert client.get_run(run_ids[0]).data.tags["monitoring.status"] == "ok"
+
+
 def test_concept_drift_shows_as_realized_figures_outside_the_estimate(client):
     run_id = _evaluate(client)
 

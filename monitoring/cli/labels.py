@@ -101,6 +101,9 @@ def attach(
         click.echo(f"  {name:<16} {value:.4g}{estimate}")
     for line in result.findings:
         click.echo(f"finding: {line}")
+    for judged in result.later:
+        rules = f" ({', '.join(judged.alerts)})" if judged.alerts else ""
+        click.echo(f"later batch run {judged.run_id}: status now {judged.status}{rules}")
     if result.alerts:
         click.echo(f"alert: {', '.join(result.alerts)}")
         if fail_on_alert:

@@ -35,7 +35,7 @@ from monitoring.measure.performance.tests import PerformanceTest
 from monitoring.measure.sample_table import ID, SAMPLES_FILE
 from monitoring.track import tags
 from monitoring.track.description import estimate_table
-from monitoring.track.labels_status import status_after_labels
+from monitoring.track.labels_status import Judged, status_after_labels
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -63,6 +63,7 @@ class LabelsAttached:
     estimated: Mapping[str, Estimate]
     status: str
     alerts: tuple[str, ...]
+    later: tuple[Judged, ...] = ()  # later batches whose status or alerts changed with these
 
     @property
     def findings(self) -> list[str]:
@@ -192,10 +193,11 @@ def attach_labels(
         performance, tests = measure_labels(reference, samples, joined.known, config.performance)
         estimated = _estimates(run.data.metrics)
         metrics = _metrics(performance, tests, estimated, joined.coverage, joined.n_unknown)
-        status, alerts = status_after_labels(client, run, metrics, config)
+        this, later = status_after_labels(client, run, metrics, config)
         result = LabelsAttached(
             run.info.run_id, version, batch_id, joined.n_new, len(joined.known),
-            joined.n_unknown, joined.coverage, performance, tests, estimated, status, alerts,
+            joined.n_unknown, joined.coverage, performance, tests, estimated, this.status,
+            this.alerts, tuple(later),
         )  # fmt: skip
         _write(client, run, joined.known, metrics, result, Path(folder))
     return result
@@ -228,6 +230,14 @@ def _write(
             RunTag(tags.NOTE, _description(run.data.tags.get(tags.NOTE, ""), result)),
         ],
     )
+    for judged in result.later:  # a window holding this batch changed their verdict
+        client.log_batch(
+            judged.run_id,
+            tags=[
+                RunTag(tags.STATUS, judged.status),
+                RunTag(tags.ALERTS, ", ".join(judged.alerts)),
+            ],
+        )
     _update_history(client, run, metrics, result.status)
 
 
