@@ -299,6 +299,12 @@ def test_labels_of_an_earlier_batch_judge_the_later_batches_again(client):
     later = client.get_run(run_ids[2]).data.tags
     assert (later["monitoring.status"], later["monitoring.alerts"]) == ("alert", name)
     assert client.get_run(run_ids[0]).data.tags["monitoring.status"] == "ok"
+    experiment = client.get_experiment_by_name(f"monitoring-{MODEL}").experiment_id
+    history = find_history_run(client, experiment, MODEL, "none").info.run_id
+    flags = {}
+    for m in sorted(client.get_metric_history(history, "status/alert"), key=lambda m: m.timestamp):
+        flags[m.step] = m.value  # the latest value at each step
+    assert flags == {1: 0.0, 2: 0.0, 3: 1.0}
 
 
 def test_concept_drift_shows_as_realized_figures_outside_the_estimate(client):

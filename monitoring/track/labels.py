@@ -238,7 +238,7 @@ def _write(
                 RunTag(tags.ALERTS, ", ".join(judged.alerts)),
             ],
         )
-    _update_history(client, run, metrics, result.status)
+    _update_history(client, run, metrics, result.status, result.later)
 
 
 def _description(note: str, result: LabelsAttached) -> str:
@@ -276,9 +276,14 @@ def _description(note: str, result: LabelsAttached) -> str:
 
 
 def _update_history(
-    client: MlflowClient, run: Run, metrics: Mapping[str, float], status: str
+    client: MlflowClient,
+    run: Run,
+    metrics: Mapping[str, float],
+    status: str,
+    later: tuple[Judged, ...] = (),
 ) -> None:
-    """The version's history run gets the realized figures at the batch's step."""
+    """The version's history run gets the realized figures at the batch's step, and the
+    alert flag of the later batches judged again at theirs."""
     import time
 
     from mlflow.entities import Metric
@@ -303,5 +308,10 @@ def _update_history(
     wanted = [k for k in metrics if is_performance_key(k) or is_estimate_key(k)]
     found = [Metric(k, metrics[k], stamp, step) for k in wanted]
     found.append(Metric(ALERT_METRIC, float(status == STATUS_ALERT), stamp, step))
+    steps = dict(zip(runs["run_id"], runs["batch_seq"].astype(int), strict=True))
+    for judged in later:
+        if judged.run_id in steps:
+            flag = float(judged.status == STATUS_ALERT)
+            found.append(Metric(ALERT_METRIC, flag, stamp, steps[judged.run_id]))
     client.log_batch(history.info.run_id, metrics=found)
 
