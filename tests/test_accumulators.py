@@ -97,7 +97,8 @@ def test_partitions_merged_through_their_states_equal_the_whole(name, reference,
     elif name == "multivariate":
         assert merged.n == whole.n == len(batch)
         assert merged.error_sum == pytest.approx(whole.error_sum, rel=1e-12)
-        assert merged.sample.n == whole.sample.n  # a sample of both, not the same rows
+        assert merged.sample.n == whole.sample.n
+        np.testing.assert_array_equal(merged.sample.rows, whole.sample.rows)  # the same rows
         assert merged.result()[0].statistic == pytest.approx(whole.result()[0].statistic)
     elif name == "estimated-performance":
         # The estimates are sums (rel 1e-12); the intervals, quantiles of seeded draws from
@@ -118,16 +119,26 @@ def test_worst_samples_of_merged_partitions_keep_their_batch_row_numbers(referen
     np.testing.assert_array_equal(batch["id"].to_numpy()[rows], rows)  # id == row number
 
 
-def test_the_digest_of_one_stream_survives_its_state_and_two_streams_are_ordered(batch):
+def test_the_digest_is_the_same_for_any_split_and_any_order_of_the_rows(batch):
     whole, first, second = BatchDigest(), BatchDigest(), BatchDigest()
+    shuffled, changed = BatchDigest(), BatchDigest()
+    other = batch.assign(x=batch["x"].where(batch.index != 3, batch["x"] + 1e-9))
     with Engine(1) as engine:
-        for digest, frame in ((whole, batch), (first, batch[:SPLIT]), (second, batch[SPLIT:])):
+        for digest, frame in (
+            (whole, batch),
+            (first, batch[:SPLIT]),
+            (second, batch[SPLIT:]),
+            (shuffled, batch.sample(frac=1.0, random_state=4)),
+            (changed, other),
+        ):
             engine.run([frame], lambda _f, d=digest: _digest_steps(d))
     assert whole.from_state(whole.to_state()).result() == whole.result()
     one_way = first.from_state(first.to_state()).merge(second.from_state(second.to_state()))
     other_way = second.from_state(second.to_state()).merge(first.from_state(first.to_state()))
-    assert len(one_way.result()) == 16
-    assert one_way.result() != other_way.result()
+    assert len(whole.result()) == 16
+    assert one_way.result() == other_way.result() == shuffled.result() == whole.result()
+    assert changed.result() != whole.result()  # one value of one row differs
+    assert first.result() != whole.result()
 
 
 def _digest_steps(digest: BatchDigest) -> Steps:
@@ -168,3 +179,18 @@ def test_a_state_is_arrays_and_json_only():
     assert values == {"n": 3, "name": "x"}
     with pytest.raises(InvalidValueError, match="not an accumulator state"):
         unpack(b"not a state")
+
+
+def test_large_integer_arrays_travel_narrowed_and_come_back_in_their_own_type():
+    counts = np.random.default_rng(0).poisson(3.0, 100_000).astype(np.int64)
+    signed = -counts.astype(np.int32)
+    sums = np.linspace(0.0, 1.0, 100_000)
+    state = pack({"counts": counts, "signed": signed, "sums": sums}, n=5)
+    arrays, values = unpack(state)
+    assert values == {"n": 5}
+    for name, original in (("counts", counts), ("signed", signed), ("sums", sums)):
+        assert arrays[name].dtype == original.dtype
+        np.testing.assert_array_equal(arrays[name], original)
+    assert len(state) < counts.nbytes / 8 + signed.nbytes / 4 + sums.nbytes + 4096
+    with pytest.raises(InvalidValueError, match="reserved"):
+        pack(__narrowed__={})

@@ -1,9 +1,11 @@
 """What identifies a batch: its digest and the time range its timestamps cover.
 
 `BatchDigest` hashes each row (pandas' 64-bit row hash, independent of how the batch is
-chunked) into a sha256 over the rows in order. A sha256 cannot be resumed elsewhere, so a
-state holds finished segments: the digest of a single stream is that stream's sha256; the
-merge of several streams (partitions, in order) is the sha256 of their segments' digests.
+chunked) and adds the hashes up, twice (as they are and remixed, both modulo 2**64): a
+digest of the batch's rows as a multiset. It does not depend on the rows' order, so a
+SQL query without ORDER BY, a file rewritten in another order and a Spark DataFrame in any
+number of partitions give the same digest for the same rows, and partial digests merge
+by adding. The count of rows is part of it.
 """
 
 from __future__ import annotations
@@ -11,50 +13,50 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from monitoring.core.accumulator import Chunk
+from monitoring.core.row_keys import remix
 from monitoring.core.state import pack, unpack
 
 DIGEST_LENGTH = 16  # hex characters shown and stored (`monitoring.batch_digest`)
+_MASK = 0xFFFFFFFFFFFFFFFF
 
 
 class BatchDigest:
     """The batch digest (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+        self._sums = [0, 0]  # the row hashes' sum and their remixed sum, modulo 2**64
         self._rows = 0
-        self._done: list[tuple[int, str]] = []  # finished segments: (rows, sha256 hex)
 
     def update(self, chunk: Chunk) -> None:
-        self._hash.update(pd.util.hash_pandas_object(chunk.frame, index=False).to_numpy().tobytes())
-        self._rows += len(chunk.frame)
+        hashes = pd.util.hash_pandas_object(chunk.frame, index=False).to_numpy(np.uint64)
+        self._add(int(hashes.sum(dtype=np.uint64)), int(remix(hashes).sum(dtype=np.uint64)))
+        self._rows += len(hashes)
 
-    def _segments(self) -> list[tuple[int, str]]:
-        if not self._rows:
-            return list(self._done)
-        return [*self._done, (self._rows, self._hash.hexdigest())]
+    def _add(self, first: int, second: int) -> None:
+        self._sums = [(self._sums[0] + first) & _MASK, (self._sums[1] + second) & _MASK]
 
     def merge(self, other: BatchDigest) -> BatchDigest:
-        self._done = self._segments() + other._segments()
-        self._hash, self._rows = hashlib.sha256(), 0
+        self._add(*other._sums)
+        self._rows += other._rows
         return self
 
     def result(self) -> str:
-        segments = self._segments()
-        if len(segments) == 1:
-            return segments[0][1][:DIGEST_LENGTH]
-        joined = hashlib.sha256("".join(hex_ for _, hex_ in segments).encode())
-        return joined.hexdigest()[:DIGEST_LENGTH]
+        text = f"{self._rows}:{self._sums[0]:016x}:{self._sums[1]:016x}"
+        return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
 
     def to_state(self) -> bytes:
-        return pack(segments=self._segments())
+        # JSON numbers lose integers above 2**53: the sums travel as hex text.
+        return pack(rows=self._rows, sums=[f"{s:016x}" for s in self._sums])
 
     def from_state(self, state: bytes) -> BatchDigest:
         _, values = unpack(state)
         twin = BatchDigest()
-        twin._done = [(int(rows), str(hex_)) for rows, hex_ in values["segments"]]
+        twin._rows = int(values["rows"])
+        twin._sums = [int(s, 16) for s in values["sums"]]
         return twin
 
 

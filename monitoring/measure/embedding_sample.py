@@ -47,7 +47,7 @@ class ActivationSample:
     def update(self, chunk: Chunk) -> None:
         found = chunk.derived.get(EMBEDDINGS)
         if found is not None and len(found):
-            self.rows.add(found)
+            self.rows.add(found, chunk.offset)
 
     def merge(self, other: ActivationSample) -> ActivationSample:
         self.rows.merge(other.rows)

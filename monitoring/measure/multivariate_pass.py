@@ -3,8 +3,8 @@
 Each numeric column's normal scores are computed in that column's own task
 (`batch_counts.NORMAL_SCORES`, through `scorers()`); this accumulator stacks them per
 chunk and keeps what the tests need: the sum of the reconstruction errors, and for `mmd`
-a uniform sample of rows (the rows with the smallest random keys, so two samples merge
-into the sample of both).
+a uniform sample of rows (the rows with the smallest keys, each a hash of its row number:
+two samples merge into the sample of both, however the batch was split).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from monitoring.core.accumulator import Chunk
 from monitoring.core.config import DriftConfig
+from monitoring.core.row_keys import row_keys
 from monitoring.core.state import pack, unpack
 from monitoring.measure.batch_counts import NORMAL_SCORES, ColumnScorer
 from monitoring.measure.multivariate import (
@@ -34,13 +35,14 @@ class ScoreSample:
 
     def __init__(self, size: int, seed: int):
         self.size = size
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.rows = np.empty((0, 0))
         self.keys = np.empty(0)
         self.n = 0
 
-    def add(self, rows: np.ndarray) -> None:
-        self._keep(rows, self.rng.random(len(rows)), len(rows))
+    def add(self, rows: np.ndarray, first_row: int) -> None:
+        """Add rows whose first is row `first_row` of the batch."""
+        self._keep(rows, row_keys(self.seed, first_row, len(rows)), len(rows))
 
     def _keep(self, rows: np.ndarray, keys: np.ndarray, n: int) -> None:
         pooled_keys = np.concatenate([self.keys, keys])
@@ -106,7 +108,7 @@ class MultivariatePass:
             self.error_sum += float(errors.sum())
             self.n += len(errors)
         if self.sample is not None:
-            self.sample.add(zt.T)
+            self.sample.add(zt.T, chunk.offset)
 
     def merge(self, other: MultivariatePass) -> MultivariatePass:
         self.error_sum += other.error_sum

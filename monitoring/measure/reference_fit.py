@@ -19,6 +19,7 @@ import pandas as pd
 from monitoring.collect.columns import label_categories, label_values, numeric_values, score_matrix
 from monitoring.core.accumulator import Chunk
 from monitoring.core.config import DriftConfig
+from monitoring.core.row_keys import row_keys
 from monitoring.core.schema import Schema
 from monitoring.core.state import arrow_bytes, arrow_frame, pack, pack_many, unpack, unpack_many
 from monitoring.measure.performance import classification_error, regression_error
@@ -110,15 +111,18 @@ class NumericCollector:
 
 
 class CategoryCollector:
-    """One label-like column of the reference: counts per category (and error sums)."""
+    """One label-like column of the reference: counts per category, and each row's error
+    with its category (kept whole, as `NumericCollector` keeps values) when the reference
+    has errors: the per-category sums are made once, over every row in row order, so they
+    do not depend on how the rows were split (chunks, Spark partitions)."""
 
     def __init__(self, column: str, *, with_errors: bool) -> None:
         self.column = column
         self.with_errors = with_errors
         self.counts: Counter[str] = Counter()
-        self.error_sums: Counter[str] = Counter()
-        self.error_counts: Counter[str] = Counter()
-        self.error_squares: Counter[str] = Counter()
+        self.error_names: dict[str, int] = {}  # category (or MISSING_KEY) -> error code
+        self.error_codes: list[np.ndarray] = []
+        self.error_values: list[np.ndarray] = []
         self.has_errors = False
         self.n_missing = 0
 
@@ -130,9 +134,10 @@ class CategoryCollector:
 
     def merge(self, other: CategoryCollector) -> CategoryCollector:
         self.counts.update(other.counts)
-        self.error_sums.update(other.error_sums)
-        self.error_counts.update(other.error_counts)
-        self.error_squares.update(other.error_squares)
+        if other.error_codes:
+            remap = self._codes_of(list(other.error_names))
+            self.error_codes += [remap[codes] for codes in other.error_codes]
+            self.error_values += other.error_values
         self.has_errors = self.has_errors or other.has_errors
         self.n_missing += other.n_missing
         return self
@@ -140,31 +145,40 @@ class CategoryCollector:
     def result(self) -> CategoryCollector:
         return self
 
+    def _codes_of(self, names: list[str]) -> np.ndarray:
+        """Each name's error code, new names added."""
+        for name in names:
+            self.error_names.setdefault(name, len(self.error_names))
+        return np.array([self.error_names[name] for name in names], dtype=np.int32)
+
+    def _errors(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.error_codes:
+            return np.empty(0, np.int32), np.empty(0)
+        return np.concatenate(self.error_codes), np.concatenate(self.error_values)
+
     def to_state(self) -> bytes:
+        codes, values = self._errors()
         return pack(
+            {"error_codes": codes, "error_values": values},
             counts=dict(self.counts),
-            error_sums=dict(self.error_sums),
-            error_counts=dict(self.error_counts),
-            error_squares=dict(self.error_squares),
+            error_names=list(self.error_names),
             has_errors=self.has_errors,
             n_missing=self.n_missing,
         )
 
     def from_state(self, state: bytes) -> CategoryCollector:
-        _, values = unpack(state)
+        arrays, values = unpack(state)
         twin = CategoryCollector(self.column, with_errors=self.with_errors)
         twin.counts.update(values["counts"])
-        twin.error_sums.update(values["error_sums"])
-        twin.error_counts.update(values["error_counts"])
-        twin.error_squares.update(values["error_squares"])
+        twin._codes_of(values["error_names"])
+        if arrays["error_codes"].size:
+            twin.error_codes, twin.error_values = [arrays["error_codes"]], [arrays["error_values"]]
         twin.has_errors, twin.n_missing = values["has_errors"], values["n_missing"]
         return twin
 
     def add(self, labels: pd.Categorical, errors: np.ndarray | None = None) -> None:
         """Add one chunk's labels (`columns.label_categories`): counted on their integer
-        codes, not on the strings. Error sums are pandas' (compensated) group sums in row
-        order, entered in the order of the category names, as a groupby on the strings
-        would: the fitted numbers, and so the reference id, do not depend on this shortcut."""
+        codes, not on the strings; the rows' errors kept with their category's code."""
         codes = np.asarray(labels.codes, dtype=np.intp)
         names = labels.categories
         present = codes >= 0
@@ -175,33 +189,31 @@ class CategoryCollector:
             return
         self.has_errors = True
         known = ~np.isnan(errors)
-        grouped = pd.Series(errors[known]).groupby(codes[known])
-        sums, sizes = grouped.sum(), grouped.size()
-        squares = (pd.Series(errors[known] ** 2).groupby(codes[known]).sum()).to_numpy()
-        keys = [MISSING_KEY if code < 0 else names[code] for code in sums.index]
-        found = zip(keys, sums.to_numpy(), sizes.to_numpy(), squares, strict=True)
-        for key, total, size, square in sorted(found):
-            self.error_sums[key] += float(total)
-            self.error_counts[key] += int(size)
-            self.error_squares[key] += float(square)
+        lookup = self._codes_of([*names, MISSING_KEY])  # code -1: the last
+        self.error_codes.append(lookup[codes[known]])
+        self.error_values.append(errors[known])
 
     def segment_errors(self, vocabulary: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
         """Error sums, counts and sums of squares per category, the unseen bucket, then
-        missing values."""
+        missing values: one weighted count over every row, in row order."""
         if not self.has_errors:
             return None
-        known = set(vocabulary) | {MISSING_KEY}
-        out = []
-        for found, dtype in (
-            (self.error_sums, np.float64),
-            (self.error_counts, np.int64),
-            (self.error_squares, np.float64),
-        ):
-            values = [found.get(v, 0) for v in vocabulary]
-            values.append(sum(x for k, x in found.items() if k not in known))
-            values.append(found.get(MISSING_KEY, 0))
-            out.append(np.asarray(values, dtype=dtype))
-        return tuple(out)
+        position = {name: i for i, name in enumerate(vocabulary)}
+        unseen, missing = len(vocabulary), len(vocabulary) + 1
+        bucket_of = np.array(
+            [
+                missing if name == MISSING_KEY else position.get(name, unseen)
+                for name in self.error_names
+            ],
+            dtype=np.intp,
+        )
+        codes, values = self._errors()
+        buckets = bucket_of[codes] if codes.size else np.empty(0, np.intp)
+        size = len(vocabulary) + 2
+        sums = np.bincount(buckets, weights=values, minlength=size)
+        counts = np.bincount(buckets, minlength=size).astype(np.int64)
+        squares = np.bincount(buckets, weights=values**2, minlength=size)
+        return sums, counts, squares
 
 
 def numeric_profile(
@@ -274,22 +286,20 @@ ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly sco
 
 
 class RowSample:
-    """A uniform sample of up to `size` rows of a stream (smallest random keys win)."""
+    """A uniform sample of up to `size` rows of a stream: the smallest keys win, each a hash
+    of the row's number (`core.row_keys`), so any split of the stream keeps the same rows."""
 
     def __init__(self, size: int, *, seed: int, columns: Sequence[str] = ()) -> None:
         self.size = size
         self.seed = seed
         self.columns = tuple(columns)  # what `update(chunk)` keeps of a chunk
-        self.rng = np.random.default_rng(seed)
         self.rows: pd.DataFrame | None = None
         self.keys = np.empty(0)
 
     def update(self, chunk: Chunk) -> None:
         present = set(map(str, chunk.frame.columns))
-        self.add(chunk.frame[[c for c in self.columns if c in present]])
-
-    def add(self, chunk: pd.DataFrame) -> None:
-        self._keep(chunk, self.rng.random(len(chunk)))
+        rows = chunk.frame[[c for c in self.columns if c in present]]
+        self._keep(rows, row_keys(self.seed, chunk.offset, len(rows)))
 
     def _keep(self, chunk: pd.DataFrame, new_keys: np.ndarray) -> None:
         keys = np.concatenate([self.keys, new_keys])
