@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from monitoring.cli.engine import engine_options, engine_source
 from monitoring.cli.options import (
     EXIT_ALERT,
     EXIT_DRIFT,
@@ -17,7 +18,6 @@ from monitoring.cli.options import (
     SOURCE_HELP,
     blank_option,
     build_config,
-    database_source,
     handle_errors,
     progress_printer,
     role_options,
@@ -76,6 +76,7 @@ from monitoring.cli.options import (
     f"{EXIT_QUALITY} when it is quality (a data-quality finding only).",
 )
 @source_options
+@engine_options
 @role_options
 @handle_errors
 def evaluate(
@@ -91,6 +92,10 @@ def evaluate(
     fail_on_drift: bool,
     query: str | None,
     params: tuple[str, ...],
+    engine: str,
+    spark_master: str | None,
+    table: str | None,
+    where: str | None,
     config_path: str | None,
     **roles: str | None,
 ) -> None:
@@ -102,16 +107,27 @@ def evaluate(
     from monitoring.track.references import is_reference_id
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
+    bound = parse_params(params)
+    read = engine_source(
+        engine,
+        source,
+        spark_master=spark_master,
+        table=table,
+        where=where,
+        query=query,
+        params=bound,
+    )
+    spark = engine == "spark"
     logged = evaluate_and_log(
-        database_source(source),
+        read,
         reference=reference,
         config=config,
         batch_id=batch_id,
         model_uri=model_uri,
         model_name=model_name,
         model_version=model_version,
-        query=query,
-        params=parse_params(params),
+        query=None if spark else query,
+        params=None if spark else bound,
         replace=replace,
         run_id=os.environ.get("MLFLOW_RUN_ID"),
         progress=progress_printer("batch"),

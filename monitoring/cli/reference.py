@@ -9,11 +9,11 @@ import os
 
 import click
 
+from monitoring.cli.engine import engine_options, engine_source
 from monitoring.cli.options import (
     SOURCE_HELP,
     blank_option,
     build_config,
-    database_source,
     handle_errors,
     role_options,
     source_argument,
@@ -40,6 +40,7 @@ def reference() -> None:
     "--embedding-layer.",
 )
 @source_options
+@engine_options
 @role_options
 @handle_errors
 def reference_fit(
@@ -47,6 +48,10 @@ def reference_fit(
     model_uri: str | None,
     query: str | None,
     params: tuple[str, ...],
+    engine: str,
+    spark_master: str | None,
+    table: str | None,
+    where: str | None,
     config_path: str | None,
     **roles: str | None,
 ) -> None:
@@ -56,11 +61,22 @@ def reference_fit(
     from monitoring.track import log_reference, make_client
 
     config = build_config(config_path, **roles)
-    fitted = fit_reference(
-        database_source(source),
-        config=config,
+    bound = parse_params(params)
+    read = engine_source(
+        engine,
+        source,
+        spark_master=spark_master,
+        table=table,
+        where=where,
         query=query,
-        params=parse_params(params),
+        params=bound,
+    )
+    spark = engine == "spark"
+    fitted = fit_reference(
+        read,
+        config=config,
+        query=None if spark else query,
+        params=None if spark else bound,
         model=model_uri,
     )
     client = make_client(config.tracking.uri)

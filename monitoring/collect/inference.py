@@ -70,7 +70,7 @@ def predict_frame(
     # The predicted class as codes over the classes: the pass reads them as class codes
     # (`columns.ClassCoder`) without building and hashing one string per row.
     predicted = pd.Categorical.from_codes(
-        scores.argmax(axis=1), categories=pd.Index([str(c) for c in classes], dtype=object)
+        scores.argmax(axis=1), categories=pd.Index([str(c) for c in classes])
     )
     result = pd.DataFrame({prediction_column: predicted}, index=frame.index)
     for i, label in enumerate(classes):

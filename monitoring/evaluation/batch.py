@@ -18,13 +18,16 @@ import pandas as pd
 
 from monitoring.collect.inference import load_model
 from monitoring.collect.sources import Source, open_source
+from monitoring.collect.sources.spark_frame import SparkFrameSource
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Engine
 from monitoring.core.schema import check_roles_against
 from monitoring.errors import EmptyBatchError, SchemaError
 from monitoring.evaluation.batch_plan import BatchPlan
 from monitoring.evaluation.fit import fit_reference, with_roles
+from monitoring.evaluation.plan_state import BATCH_ACCUMULATORS
 from monitoring.evaluation.report import BatchReport
+from monitoring.evaluation.spark_pass import refuse_embedding_layer, spark_pass
 from monitoring.measure.drift import ColumnDrift, batch_free_nulls, decide_drift
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.performance.tests import performance_tests
@@ -35,7 +38,7 @@ __all__ = ["evaluate"]
 
 
 def evaluate(
-    batch: pd.DataFrame | str | Source,
+    batch: pd.DataFrame | str | Source | Any,
     reference: Reference | pd.DataFrame | str | Source,
     *,
     target: str | None = None,
@@ -69,7 +72,10 @@ def evaluate(
     is fitted here) with that layer hooked, and the embedding test (`embedding_mmd`) is
     decided the same way; the reference may then have no feature columns (images, text).
     `progress` is called with 0 when the pass starts, then with the rows read so far after
-    each chunk.
+    each chunk. `batch` (and `reference`, when it is fitted here) may be a Spark DataFrame
+    (`monitoring[spark]`): its partitions are profiled in the executors and only their
+    states come to this process (`evaluation.spark_pass`); the result equals this
+    process's pass over the same rows.
     """
     started = time.perf_counter()
     config = with_roles(
@@ -94,12 +100,22 @@ def evaluate(
     plan = BatchPlan(reference, config, model, where=f"batch {source.name}", ignored=ignored)
     with Engine(config.evaluation.threads) as engine:
         ahead = [engine.submit(call) for call in batch_free_nulls(reference, config.drift)]
-        n_rows = engine.run(
-            source.iter_chunks(config.evaluation.chunk_size),
-            plan,
-            read_ahead_chunks=bool(getattr(source, "read_ahead", False)),
-            progress=progress,
-        )
+        if isinstance(source, SparkFrameSource):
+            refuse_embedding_layer(config.drift.embedding_layer)
+            n_rows = spark_pass(
+                source,
+                plan,
+                BATCH_ACCUMULATORS,
+                chunk_size=config.evaluation.chunk_size,
+                progress=progress,
+            )
+        else:
+            n_rows = engine.run(
+                source.iter_chunks(config.evaluation.chunk_size),
+                plan,
+                read_ahead_chunks=bool(getattr(source, "read_ahead", False)),
+                progress=progress,
+            )
         if n_rows == 0:
             raise EmptyBatchError(f"batch {source.describe()} has no rows")
         for task in ahead:

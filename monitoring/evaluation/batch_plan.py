@@ -92,7 +92,17 @@ class BatchPlan:
 
     def __call__(self, first: pd.DataFrame) -> Steps:
         """Decide, from the first chunk, where predictions come from; the pass's steps."""
+        self.decide(first)
+        return self.steps()
+
+    def decide(self, first: pd.DataFrame) -> None:
+        """What the batch's first chunk decides for the whole pass (columns checked, where
+        predictions come from, whether there is ground truth). A distributed pass decides
+        once, on the driver, and sends the decided plan to every partition."""
         self._start(first)
+
+    def steps(self) -> Steps:
+        """The pass's steps, with fresh accumulators (after `decide`)."""
         outputs = ModelOutputs(
             task=self.schema.task,
             target=self.schema.target,

@@ -15,20 +15,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from monitoring.collect.sources import Source, open_source
+from monitoring.collect.sources.spark_frame import SparkFrameSource
 from monitoring.core.accumulator import Chunk
 from monitoring.core.config import DriftConfig, MonitoringConfig, SchemaConfig
 from monitoring.core.engine import Engine, Steps
 from monitoring.core.schema import Schema, check_columns, infer_schema
 from monitoring.errors import DataError, EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.evaluation.embedding_fit import EmbeddingFit, embedding_fit, with_embedding
-from monitoring.measure.anomaly import AnomalyModel
-from monitoring.measure.anomaly_fit import fit_anomaly_model
-from monitoring.measure.multivariate import ReconstructionModel
-from monitoring.measure.multivariate_fit import fit_reconstruction
+from monitoring.evaluation.fit_models import (
+    anomaly_model,
+    multivariate_model,
+    submit_wasserstein_nulls,
+)
+from monitoring.evaluation.plan_state import FIT_ACCUMULATORS
+from monitoring.evaluation.spark_pass import refuse_embedding_layer, spark_pass
 from monitoring.measure.performance.estimator_fit import ERROR_SAMPLE_ROWS, fit_estimator
 from monitoring.measure.performance.reference_rows import OutputRows, reference_performance
 from monitoring.measure.quality_counts import DuplicateIds
@@ -50,7 +53,6 @@ from monitoring.measure.reference_fit import (
     role_of,
     vocabulary_of,
 )
-from monitoring.stats.calibration import BridgeNull, wasserstein_null
 
 ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly score
 MIN_REFERENCE_ROWS = 10
@@ -67,7 +69,7 @@ def with_roles(config: MonitoringConfig | None, **roles: object) -> MonitoringCo
 
 
 def fit_reference(
-    source: pd.DataFrame | str | Source,
+    source: pd.DataFrame | str | Source | Any,
     *,
     target: str | None = None,
     prediction: str | None = None,
@@ -80,7 +82,8 @@ def fit_reference(
     model: Any = None,
     require_features: bool = True,
 ) -> Reference:
-    """Fit a reference from a DataFrame, a file, a folder or a SQL query (one pass).
+    """Fit a reference from a DataFrame, a file, a folder, a SQL query (one pass) or a
+    Spark DataFrame (its partitions collected in the executors: `evaluation.spark_pass`).
 
     With `drift.embedding_layer` set, `model` (a loaded module or an MLflow model URI) runs
     over the reference and a sample of that layer's activations is kept with it
@@ -96,6 +99,8 @@ def fit_reference(
         task=task,
     )
     opened = open_source(source, query=query, params=params)
+    if isinstance(opened, SparkFrameSource):
+        return _fit_in_spark(opened, config, require_features)
     embedding = embedding_fit(model, config.drift)
     reference = fit_reference_chunks(
         opened.iter_chunks(config.evaluation.chunk_size),
@@ -108,6 +113,20 @@ def fit_reference(
         require_features=require_features and embedding is None,
     )
     return with_embedding(reference, embedding)
+
+
+def _fit_in_spark(
+    source: SparkFrameSource, config: MonitoringConfig, require_features: bool
+) -> Reference:
+    """The reference fitted from a Spark DataFrame: its partitions collected in the
+    executors (`evaluation.spark_pass`), the rest as for any fit."""
+    refuse_embedding_layer(config.drift.embedding_layer)
+    where = f"reference {source.describe()}"
+    plan = _FitPlan(config.schema, config.drift, where, None, require_features)
+    names = FIT_ACCUMULATORS
+    rows = spark_pass(source, plan, names, chunk_size=config.evaluation.chunk_size)
+    with Engine(config.evaluation.threads) as engine:
+        return finish_fit(plan, rows, engine, schema=config.schema, source=source.describe())
 
 
 class _FitPlan:
@@ -134,15 +153,27 @@ class _FitPlan:
         self.outputs: OutputRows | None = None  # truth and predictions: its own performance
         self.error_sample: RowSample | None = None  # a regressor's rows: its error model
         self.duplicates: DuplicateIds | None = None
+        self.columns: tuple[list[str], list[str]] = ([], [])  # numeric, labels (`decide`)
 
     def __call__(self, first: pd.DataFrame) -> Steps:
+        self.decide(first)
+        return self.steps()
+
+    def decide(self, first: pd.DataFrame) -> None:
+        """The schema (inferred from the first chunk unless given) and the columns each
+        collector takes: decided once, on the driver of a distributed pass."""
         if self.schema is None:
             hints = self.hints if isinstance(self.hints, SchemaConfig) else SchemaConfig()
             self.schema, self.notes = infer_schema(
                 first, hints, require_features=self.require_features
             )
+        self.columns = reference_columns(self.schema, first)
+
+    def steps(self) -> Steps:
+        """The pass's steps, with fresh collectors (after `decide`)."""
         schema = self.schema
-        numeric_columns, label_columns = reference_columns(schema, first)
+        assert schema is not None
+        numeric_columns, label_columns = self.columns
         features = set(schema.features)
         self.numeric = {c: NumericCollector(c, with_errors=c in features) for c in numeric_columns}
         self.categorical = {
@@ -200,39 +231,52 @@ def fit_reference_chunks(
     plan = _FitPlan(schema, drift, f"reference {source}", embedding, require_features)
     with Engine(threads) as engine:
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
-        if plan.schema is None or n_rows == 0:
-            raise EmptyBatchError(f"reference {source} has no rows")
-        if n_rows < MIN_REFERENCE_ROWS:
-            raise DataError(
-                f"reference {source} has {n_rows} row{'s' * (n_rows > 1)}; a reference "
-                f"needs at least {MIN_REFERENCE_ROWS} (MIN_REFERENCE_ROWS) for its bins, "
-                "vocabularies and thresholds to describe a distribution"
-            )
-        numerical_given = isinstance(schema, Schema) or (
-            isinstance(schema, SchemaConfig) and schema.numerical is not None
+        return finish_fit(plan, n_rows, engine, schema=schema, source=source)
+
+
+def finish_fit(
+    plan: _FitPlan,
+    n_rows: int,
+    engine: Engine,
+    *,
+    schema: SchemaConfig | Schema | None,
+    source: str,
+) -> Reference:
+    """The reference from a fit plan whose collectors have seen every row (`n_rows`)."""
+    drift = plan.drift
+    if plan.schema is None or n_rows == 0:
+        raise EmptyBatchError(f"reference {source} has no rows")
+    if n_rows < MIN_REFERENCE_ROWS:
+        raise DataError(
+            f"reference {source} has {n_rows} row{'s' * (n_rows > 1)}; a reference "
+            f"needs at least {MIN_REFERENCE_ROWS} (MIN_REFERENCE_ROWS) for its bins, "
+            "vocabularies and thresholds to describe a distribution"
         )
-        assert plan.sample is not None and plan.outputs is not None
-        outputs = plan.outputs.result()
-        reference = _assemble(
-            plan.schema,
-            plan.numeric,
-            plan.categorical,
-            n_rows,
-            drift,
-            source,
-            plan.notes,
-            numerical_given,
-            plan.sample.rows,
-            engine,
-            outputs,
-        )
-        # In the engine, with BLAS held to one thread: the bootstrap's small matrix products
-        # take 2 ms that way and a second in OpenBLAS's spinning threads on a busy machine.
-        error_rows = plan.error_sample.rows if plan.error_sample is not None else None
-        notes = list(reference.notes)
-        estimator = fit_estimator(
-            reference.schema, reference.classes, outputs, error_rows, seed=drift.seed, notes=notes
-        )
+    numerical_given = isinstance(schema, Schema) or (
+        isinstance(schema, SchemaConfig) and schema.numerical is not None
+    )
+    assert plan.sample is not None and plan.outputs is not None
+    outputs = plan.outputs.result()
+    reference = _assemble(
+        plan.schema,
+        plan.numeric,
+        plan.categorical,
+        n_rows,
+        drift,
+        source,
+        plan.notes,
+        numerical_given,
+        plan.sample.rows,
+        engine,
+        outputs,
+    )
+    # In the engine, with BLAS held to one thread: the bootstrap's small matrix products
+    # take 2 ms that way and a second in OpenBLAS's spinning threads on a busy machine.
+    error_rows = plan.error_sample.rows if plan.error_sample is not None else None
+    notes = list(reference.notes)
+    estimator = fit_estimator(
+        reference.schema, reference.classes, outputs, error_rows, seed=drift.seed, notes=notes
+    )
     reference = dataclasses.replace(reference, estimator=estimator, notes=tuple(notes))
     repeated = plan.duplicates.result() if plan.duplicates is not None else None
     return dataclasses.replace(reference, id_duplicate_rows=repeated)
@@ -293,7 +337,7 @@ def _assemble(
         categorical_profiles[column] = categorical_profile(column, role, collector, vocabulary)
     profiles: dict[str, ColumnReference] = {c: task.result() for c, task in numeric_tasks.items()}
     profiles.update(categorical_profiles)
-    nulls = _submit_wasserstein_nulls(engine, profiles, drift)
+    nulls = submit_wasserstein_nulls(engine, profiles, drift)
     if dropped:
         schema = dataclasses.replace(
             schema,
@@ -310,8 +354,8 @@ def _assemble(
         max_categories=drift.max_categories,
         source=source,
         notes=tuple(notes),
-        anomaly=_anomaly_model(profiles, sample, drift, notes),
-        multivariate=_multivariate_model(profiles, sample, drift, notes),
+        anomaly=anomaly_model(profiles, sample, drift, notes),
+        multivariate=multivariate_model(profiles, sample, drift, notes),
         performance=reference_performance(schema, classes, outputs),
     )
     # The id leaves the nulls out (derived data), so it is taken before they are in.
@@ -321,69 +365,3 @@ def _assemble(
         for c, p in profiles.items()
     }
     return dataclasses.replace(reference, profiles=with_nulls)
-
-
-def _submit_wasserstein_nulls(
-    engine: Engine, profiles: Mapping[str, ColumnReference], drift: DriftConfig
-) -> dict[str, Future[BridgeNull]]:
-    """Each numeric column's Wasserstein null (15-40 ms a column), simulated once at fit,
-    so that no batch evaluated against this reference has to."""
-    if not drift.needs_wasserstein_null:
-        return {}
-    return {
-        c: engine.submit(
-            wasserstein_null,
-            p.support,
-            p.support_counts,
-            simulations=drift.simulations,
-            seed=drift.seed,
-        )
-        for c, p in profiles.items()
-        if isinstance(p, NumericalReference) and len(p.support)
-    }
-
-
-def _anomaly_model(
-    profiles: Mapping[str, ColumnReference],
-    sample: pd.DataFrame | None,
-    drift: DriftConfig,
-    notes: list[str],
-) -> AnomalyModel | None:
-    """The anomaly score of inputs, calibrated on a sample of reference rows."""
-    features = {c: p for c, p in profiles.items() if p.role == FEATURE}
-    needed = int(np.ceil(1 / drift.anomaly_flag_rate))
-    if sample is None or len(sample) < needed or not features:
-        notes.append(
-            f"no anomaly score: calibrating a {drift.anomaly_flag_rate:g} flag rate needs "
-            f"at least {needed} reference rows"
-        )
-        return None
-    return fit_anomaly_model(
-        features,
-        sample[list(features)],
-        flag_rate=drift.anomaly_flag_rate,
-        smoothing=drift.smoothing,
-    )
-
-
-def _multivariate_model(
-    profiles: Mapping[str, ColumnReference],
-    sample: pd.DataFrame | None,
-    drift: DriftConfig,
-    notes: list[str],
-) -> ReconstructionModel | None:
-    """The reconstruction model of the numeric inputs, fitted and calibrated on the sample."""
-    numeric = {
-        c: p for c, p in profiles.items() if p.role == FEATURE and isinstance(p, NumericalReference)
-    }
-    model = None
-    if sample is not None:
-        model = fit_reconstruction(
-            numeric, sample, variance=drift.multivariate_variance, seed=drift.seed
-        )
-    if model is None:
-        notes.append(
-            "no multivariate drift test: it needs at least 2 numeric input features and "
-            "20 reference rows"
-        )
-    return model

@@ -215,7 +215,7 @@ class ParquetSource(_FileSource):
                 return
             try:
                 batches = parquet.iter_batches(batch_size=chunk_size)
-                for table in _regrouped(batches, chunk_size):
+                for table in regrouped(batches, chunk_size):
                     chunk = number_rows(table.to_pandas(), start)
                     start += len(chunk)
                     yield chunk
@@ -225,7 +225,7 @@ class ParquetSource(_FileSource):
                 raise SourceError(f"{self._path}: corrupt Parquet data: {exc}") from exc
 
 
-def _regrouped(batches: Iterator[Any], size: int) -> Iterator[Any]:
+def regrouped(batches: Iterator[Any], size: int) -> Iterator[Any]:
     """Record batches regrouped into tables of `size` rows (the last may be shorter).
 
     pyarrow's batches end where row groups end: a file written in 10,000-row groups

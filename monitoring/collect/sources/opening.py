@@ -22,6 +22,7 @@ from monitoring.collect.sources.files import (
     file_format,
 )
 from monitoring.collect.sources.frame import DataFrameSource
+from monitoring.collect.sources.spark_frame import SparkFrameSource, is_spark_frame
 from monitoring.collect.sources.sql import SqlSource, mask_url
 from monitoring.errors import SourceError
 
@@ -31,7 +32,7 @@ _SUPPORTED = (
     "a Source, a pandas DataFrame, a database URL such as sqlite:///data.db or "
     "postgresql+psycopg://user@host/db (with a query), an SQLAlchemy Engine or Connection "
     f"(with a query), a file ending {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, "
-    "or a folder of such files"
+    "a folder of such files, or a Spark DataFrame (monitoring[spark])"
 )
 
 
@@ -63,6 +64,9 @@ def open_source(
     if isinstance(spec, Source):
         _reject(spec, query=query, params=params)
         return spec
+    if is_spark_frame(spec):
+        _reject(spec, query=query, params=params)
+        return SparkFrameSource(spec)
     from sqlalchemy.engine import Connection, Engine
 
     if isinstance(spec, Engine | Connection):
