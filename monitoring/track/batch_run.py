@@ -13,9 +13,9 @@ import dataclasses
 import json
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -58,6 +58,23 @@ def run_name(model: ModelInfo, batch_id: str) -> str:
     return f"{batch_id} · {model.name} {version}"
 
 
+def performance_metrics(
+    performance: Mapping[str, float], tests: Sequence[Any]
+) -> dict[str, float]:
+    """`perf/<metric>` and, per test against the reference's own performance,
+    `perf/<metric>_reference`, `_drop`, `_adjusted_pvalue`, `_degraded`, and
+    `perf/degraded`: the same keys when a batch is logged and when its labels arrive."""
+    out = {f"perf/{name}": float(value) for name, value in performance.items()}
+    for t in tests:
+        prefix = f"perf/{t.metric}"
+        out[f"{prefix}_reference"], out[f"{prefix}_drop"] = t.reference, t.drop
+        out[f"{prefix}_adjusted_pvalue"] = t.adjusted_p_value
+        out[f"{prefix}_degraded"] = float(t.flagged)
+    if tests:
+        out["perf/degraded"] = float(any(t.flagged for t in tests))
+    return out
+
+
 def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]:
     """The run's metrics, keyed as BRIEF.md says; non-finite values dropped. A few per
     column: the decision's statistic and threshold, the effect, the adjusted p-value and
@@ -90,15 +107,7 @@ def metrics_of(report: BatchReport, keys: Mapping[str, str]) -> dict[str, float]
         out["drift/dataset/prediction_drift"] = float(report.prediction_drift)
     if report.target_drift is not None:
         out["drift/dataset/target_drift"] = float(report.target_drift)
-    for name, value in report.performance.items():
-        out[f"perf/{name}"] = value
-    for t in report.performance_tests:  # against the reference's own performance
-        prefix = f"perf/{t.metric}"
-        out[f"{prefix}_reference"], out[f"{prefix}_drop"] = t.reference, t.drop
-        out[f"{prefix}_adjusted_pvalue"] = t.adjusted_p_value
-        out[f"{prefix}_degraded"] = float(t.flagged)
-    if report.performance_tests:
-        out["perf/degraded"] = float(report.degraded)
+    out.update(performance_metrics(report.performance, report.performance_tests))
     out.update(estimate_metrics(report.estimated_performance))
     out.update(estimate_errors(report.estimated_performance, report.performance))
     out.update(quality_metrics(report, keys))

@@ -34,6 +34,7 @@ from monitoring.measure.performance.estimates import (
 from monitoring.measure.performance.tests import PerformanceTest
 from monitoring.measure.sample_table import ID, SAMPLES_FILE
 from monitoring.track import tags
+from monitoring.track.batch_run import performance_metrics, quote_value
 from monitoring.track.description import estimate_table
 from monitoring.track.labels_status import Judged, status_after_labels
 
@@ -77,7 +78,6 @@ def find_batch_run(
 ) -> Run:
     """The finished batch run of (model, version, batch id); without a version, the one
     version that has the batch (several: NoRunsError listing them)."""
-    from monitoring.track.batch_run import quote_value
     from monitoring.track.experiments import all_experiments
     from monitoring.track.history import batch_runs_filter, iter_runs
 
@@ -137,14 +137,7 @@ def _metrics(
     coverage: float,
     n_unknown: int,
 ) -> dict[str, float]:
-    out = {f"perf/{k}": float(v) for k, v in performance.items()}
-    for t in tests:
-        prefix = f"perf/{t.metric}"
-        out[f"{prefix}_reference"], out[f"{prefix}_drop"] = t.reference, t.drop
-        out[f"{prefix}_adjusted_pvalue"] = t.adjusted_p_value
-        out[f"{prefix}_degraded"] = float(t.flagged)
-    if tests:
-        out["perf/degraded"] = float(any(t.flagged for t in tests))
+    out = performance_metrics(performance, tests)
     out["perf/label_coverage"] = coverage
     out["perf/n_labels_unknown"] = float(n_unknown)
     out.update(estimate_errors(estimated, performance))
