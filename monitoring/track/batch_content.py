@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from monitoring.evaluation.report import BatchReport
 from monitoring.track import tags
 from monitoring.track.batch_run import (
@@ -23,6 +25,7 @@ from monitoring.track.batch_run import (
 from monitoring.track.description import markdown_summary
 from monitoring.track.keys import key_map
 from monitoring.track.registry import ModelInfo
+from monitoring.track.report_html import REPORT_FILE, render_report
 
 TABLE_FILE = "worst_samples.json"
 LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"  # what MlflowClient.log_table tags: the UI's table
@@ -62,9 +65,11 @@ def render_batch_run(
     config: Mapping[str, str],
     plot_top_features: int,
     plots: str = "all",
+    recent: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Write the artifacts into `folder` (plots, tables, profile; the worst samples also as
-    the JSON table that `log_table` writes) and return the rest of the run's content."""
+    the JSON table that `log_table` writes; `report.html`, with `recent`, the version's
+    earlier batch runs, as its trend) and return the rest of the run's content."""
     keys = key_map([c.column for c in report.columns])
     folder.mkdir(parents=True, exist_ok=True)
     drawn = plots == "all" or (plots == "findings" and report.status != "ok")
@@ -73,6 +78,10 @@ def render_batch_run(
         _table_ready(report.worst_samples).to_json(
             folder / TABLE_FILE, orient="split", index=False, date_format="iso"
         )
+    page = render_report(
+        report, title=run_name(model, batch_id), folder=folder, keys=keys, recent=recent
+    )
+    (folder / REPORT_FILE).write_text(page, encoding="utf-8")
     return {
         "run_name": run_name(model, batch_id),
         "metrics": metrics_of(report, keys),

@@ -94,7 +94,13 @@ def _entry_data(
     }
 
 
-def _render(report: BatchReport, folder: Path, data: dict, config: MonitoringConfig) -> dict:
+def _render(
+    report: BatchReport,
+    folder: Path,
+    data: dict,
+    config: MonitoringConfig,
+    known: KnownBatches,
+) -> dict:
     content = render_batch_run(
         report,
         folder,
@@ -103,6 +109,7 @@ def _render(report: BatchReport, folder: Path, data: dict, config: MonitoringCon
         config=config.flat(),
         plot_top_features=config.evaluation.plot_top_features,
         plots=config.evaluation.plots,
+        recent=known.frame(),
     )
     return {**data, **content, "judged": True}
 
@@ -147,7 +154,7 @@ def deliver(
         entry = commit_entry(folder, data, unjudged=(report, config))
         raise _not_logged(entry, error, client.tracking_uri) from error
     folder = staging_folder(outbox, entry_id)
-    entry = commit_entry(folder, _render(report, folder / "artifacts", data, config))
+    entry = commit_entry(folder, _render(report, folder / "artifacts", data, config, known))
     try:
         published = publish(
             client, entry, stale_after=config.tracking.stale_after, known=known, lease=lease
@@ -198,7 +205,8 @@ def replay(client: MlflowClient, entry: Entry, *, stale_after: float) -> Publish
         client, report, model=model, batch_id=entry.batch_id, config=config
     )
     with tempfile.TemporaryDirectory() as folder:
-        data = _render(report, Path(folder) / "artifacts", dict(entry.data), config)
+        known = KnownBatches(client, model.name, model.version)
+        data = _render(report, Path(folder) / "artifacts", dict(entry.data), config, known)
         return publish(client, Entry(Path(folder), data), attach=False, stale_after=stale_after)
 
 

@@ -144,8 +144,31 @@ def markdown_summary(report: BatchReport, *, title: str) -> str:
             f"| {row.column} | {row.role} | {row.verdict} | {row.method} | {row.statistic:.4g} | "
             f"{row.p_adjusted:.3g} | {row.effect:.3g} | {row.floor:.3g} | {row.reason} |"
         )
-    lines += ["", "Artifacts: `drift.csv`, `worst_samples.csv`, `profile.json`, `plots/`."]
+    lines += [
+        "",
+        "Artifacts: `report.html` (this batch on one page), `drift.csv`, `quality.csv`, "
+        "`worst_samples.csv`, `profile.json`, `plots/`.",
+    ]
     return "\n".join(lines)
+
+
+def with_links(
+    note: str, *, experiment_id: str, run_id: str, model: str, version: str | None
+) -> str:
+    """The run description with a line of links in the MLflow UI, made once the run's id
+    is known: its one-page report, the registered model version, the version's runs."""
+    from urllib.parse import quote
+
+    links = [f"[report.html](#/experiments/{experiment_id}/runs/{run_id}/artifacts/report.html)"]
+    if version is not None:
+        links.append(f"[{model} version {version}](#/models/{quote(model)}/versions/{version})")
+    links.append(
+        f"[the version's batch runs](#/experiments/{experiment_id}?workflowType=machine_learning)"
+    )
+    lines = note.split("\n")
+    # After the title and the status line: what a reader needs first.
+    at = 3 if len(lines) > 3 else len(lines)
+    return "\n".join([*lines[:at], "", f"Open: {' · '.join(links)}", *lines[at:]])
 
 
 def _flag(value: bool | None) -> str:

@@ -41,11 +41,13 @@ from monitoring.track.claim import (
     mark_abandoned,
     owner_token,
 )
+from monitoring.track.description import with_links
 from monitoring.track.experiments import experiment_id, mark_failed
 from monitoring.track.history_runs import sync_history
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.outbox import Entry, new_entry_id
 from monitoring.track.registry import ModelInfo
+from monitoring.track.version_page import update_version_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,6 +158,14 @@ def publish(
         _update_history(
             client, entry, experiment, run_id=run_id, known=known.frame() if known else None
         )
+    alerts = entry.data["tags"].get(tags.ALERTS, "")
+    update_version_description(
+        client,
+        model,
+        (known or KnownBatches(client, model.name, model.version)).frame(),
+        experiment_id=experiment,
+        alerts=[a.strip() for a in alerts.split(",") if a.strip()],
+    )
     return Published(
         run_id,
         experiment,
@@ -220,6 +230,14 @@ def _log(
         run_id = client.create_run(experiment, run_name=data["run_name"], tags=identity)
         run_id = run_id.info.run_id
     run_tags: dict[str, str] = dict(data["tags"])
+    if tags.NOTE in run_tags:
+        run_tags[tags.NOTE] = with_links(
+            run_tags[tags.NOTE],
+            experiment_id=experiment,
+            run_id=run_id,
+            model=model.name,
+            version=model.version if model.registered else None,
+        )
     if previous:
         run_tags[tags.REPLACES] = ",".join(previous)
     try:
