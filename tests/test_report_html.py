@@ -155,3 +155,41 @@ def test_an_unregistered_model_has_no_version_to_describe(client):
     assert not update_version_description(
         client, ModelInfo("loose"), pd.DataFrame(), experiment_id="0", alerts=()
     )
+
+
+def test_a_backfill_writes_the_versions_description_once_at_its_end(
+    client, monkeypatch, tmp_path
+):
+    from monitoring.collect.partitions import file_partitions
+    from monitoring.collect.sources import open_source
+    from monitoring.track import backfill as backfill_module
+    from monitoring.track import publish as publish_module
+    from monitoring.track.models import register_pytorch_model
+
+    info = register_pytorch_model(client, _Threshold(), name="filled")
+    calls = []
+    real = publish_module.update_version_description
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(publish_module, "update_version_description", counted)
+    monkeypatch.setattr(backfill_module, "update_version_description", counted)
+    frame = pd.concat([make_frame(300, seed=d).assign(day=d) for d in (1, 2, 3)])
+    reference = monitoring.fit_reference(
+        make_frame(2000, seed=9), target="label", prediction="prediction"
+    )
+    path = tmp_path / "days.parquet"
+    frame.to_parquet(path)
+    parts = file_partitions(open_source(str(path)), "day", tmp_path / "parts")
+    results = backfill_module.backfill(
+        parts,
+        reference=reference,
+        model_uri=info.uri,
+        config=monitoring.MonitoringConfig().replace("schema", exclude=("day",)),
+    )
+    assert [r.outcome for r in results] == ["logged"] * 3
+    assert len(calls) == 1
+    text = client.get_model_version("filled", info.version).description
+    assert "**Batches**: 3 (" in text and "**Last batch**: `day=3`" in text

@@ -38,9 +38,11 @@ from monitoring.track.batch_run import ignored_in_previous
 from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.experiments import experiment_id
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.pipeline import experiment_name_for, obtain_reference
 from monitoring.track.registry import ModelInfo, resolve_model
+from monitoring.track.version_page import update_version_description
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -154,6 +156,15 @@ def backfill(
             if result.outcome == FAILED and result.error.startswith("store: "):
                 stopped = result.error
             report(number, result)
+    if to_run and not stopped:  # the version's page, once for the whole backfill
+        last = results[to_run[-1][0]]
+        update_version_description(
+            client,
+            info,
+            known.frame(),
+            experiment_id=experiment_id(client, experiment),
+            alerts=last.alerts if last.outcome == LOGGED else (),
+        )
     return [results[number] for number in range(len(partitions))]
 
 

@@ -158,14 +158,15 @@ def publish(
         _update_history(
             client, entry, experiment, run_id=run_id, known=known.frame() if known else None
         )
-    alerts = entry.data["tags"].get(tags.ALERTS, "")
-    update_version_description(
-        client,
-        model,
-        (known or KnownBatches(client, model.name, model.version)).frame(),
-        experiment_id=experiment,
-        alerts=[a.strip() for a in alerts.split(",") if a.strip()],
-    )
+    if lease is None:  # a loop over batches (a backfill) writes it once, at its end
+        alerts = entry.data["tags"].get(tags.ALERTS, "")
+        update_version_description(
+            client,
+            model,
+            (known or KnownBatches(client, model.name, model.version)).frame(),
+            experiment_id=experiment,
+            alerts=[a.strip() for a in alerts.split(",") if a.strip()],
+        )
     return Published(
         run_id,
         experiment,
