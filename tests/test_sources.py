@@ -623,6 +623,7 @@ def test_open_source_rejects(spec: object, options: dict[str, object], message: 
         pytest.param(["expr=a=b"], {"expr": "a=b"}, id="split-at-first-equals"),
         pytest.param(["empty="], {"empty": ""}, id="empty-value"),
         pytest.param(["word=nan"], {"word": "nan"}, id="nan-stays-text"),
+        pytest.param(["", "day=3", " "], {"day": 3}, id="blank-items-skipped"),
     ],
 )
 def test_parse_params(items: list[str], params: dict[str, object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ import pandas as pd
 
 from monitoring.collect.sources import Source
 from monitoring.core.config import MonitoringConfig
+from monitoring.errors import DuplicateBatchError
 from monitoring.evaluation.batch import evaluate
 from monitoring.evaluation.fit import fit_reference
 from monitoring.evaluation.report import BatchReport
@@ -22,10 +24,12 @@ from monitoring.track import (
     make_client,
     resolve_model,
     resolve_tracking_uri,
+    tags,
 )
 from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
 from monitoring.track.bounds import bounded_requests
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.experiments import mark_failed
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.references import REFERENCE_ID, is_reference_id
 
@@ -166,17 +170,24 @@ def evaluate_and_log(
         dataset_tests=dataset_tests,
     )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
-    delivered = deliver(
-        client,
-        report,
-        model=info,
-        batch_id=batch_id,
-        experiment=experiment,
-        config=config,
-        replace=replace,
-        run_id=run_id,
-        known=known,
-    )
+    try:
+        delivered = deliver(
+            client,
+            report,
+            model=info,
+            batch_id=batch_id,
+            experiment=experiment,
+            config=config,
+            replace=replace,
+            run_id=run_id,
+            known=known,
+        )
+    except DuplicateBatchError as error:
+        if run_id is not None:  # the `mlflow run` run says why it holds nothing
+            _mark_refused(client, run_id, batch_id, error)
+        raise
+    if run_id is not None:  # `mlflow run` chose the experiment
+        experiment = client.get_experiment(delivered.experiment_id).name
     return LoggedEvaluation(
         delivered.report,
         delivered.run_id,
@@ -186,6 +197,14 @@ def evaluate_and_log(
         batch_id,
         delivered.experiment_id,
     )
+
+
+def _mark_refused(client: MlflowClient, run_id: str, batch_id: str, error: Exception) -> None:
+    """The run `mlflow run` created, named for the refusal, with the reason, FAILED."""
+    with contextlib.suppress(Exception):  # the refusal is the error to show, not this
+        client.set_tag(run_id, tags.RUN_NAME, f"{batch_id} · refused: already evaluated")
+        client.set_tag(run_id, tags.NOTE, f"Refused: {error}. Nothing was logged in this run.")
+    mark_failed(client, run_id, error)
 
 
 def _refuse_duplicate(client: MlflowClient, experiment: str, model: ModelInfo, batch_id: str):

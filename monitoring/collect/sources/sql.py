@@ -62,10 +62,12 @@ def parse_params(items: Sequence[str]) -> dict[str, object]:
     The item is split at the first ``=``. The value becomes an int (``42``, ``-3``) or a
     float (``0.5``, ``1e-3``) when it is written as one, else stays a string. Numbers with
     leading zeros (``007``) stay strings, as they are usually codes; quoting the value
-    (``code='42'`` or ``code="42"``) keeps any value a string.
+    (``code='42'`` or ``code="42"``) keeps any value a string. A blank item is skipped.
     """
     params: dict[str, object] = {}
     for item in items:
+        if not item.strip():
+            continue  # an unset MLproject parameter (`-P param=` gives `--param ''`)
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not _KEY.fullmatch(key):
