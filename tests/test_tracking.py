@@ -130,6 +130,8 @@ def test_batch_run_artifacts(client, logged):
         "plots/distributions/x.png",
         "plots/worst_samples.png",
         "worst_samples.json",
+        "drift_table.json",
+        "report.html",
         "segments.csv",
     } <= artifacts
     assert not logged.report.column("size").drifted
@@ -138,6 +140,15 @@ def test_batch_run_artifacts(client, logged):
     with open(local, encoding="utf-8") as handle:
         profile = json.load(handle)
     assert profile["n_rows"] == 800
+    # The drift table (every column and method) as a table the UI pages, like log_table's.
+    tables = json.loads(client.get_run(logged.run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "drift_table.json", "type": "table"} in tables
+    with open(client.download_artifacts(logged.run_id, "drift_table.json"), encoding="utf-8") as f:
+        table = json.load(f)
+    drift = logged.report.drift_table
+    assert set(table["columns"]) == set(drift.columns) and len(table["data"]) == len(drift)
+    assert table["columns"][:4] == ["feature", "method", "decision", "statistic"]
+    assert {row[0] for row in table["data"]} == set(drift["feature"])
 
 
 def test_reference_is_a_run_and_loads_back_by_id(client, reference_frame, drifted_frame):

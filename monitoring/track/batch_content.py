@@ -28,6 +28,7 @@ from monitoring.track.registry import ModelInfo
 from monitoring.track.report_html import REPORT_FILE, render_report
 
 TABLE_FILE = "worst_samples.json"
+DRIFT_TABLE_FILE = "drift_table.json"  # every column and method: drift.csv as a UI table
 LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"  # what MlflowClient.log_table tags: the UI's table
 
 
@@ -51,8 +52,10 @@ def batch_tags(report: BatchReport, model: ModelInfo, batch_id: str) -> dict[str
         out[tags.ALERTS] = ", ".join(report.alerts)
     if report.quality_findings:
         out[tags.QUALITY] = ", ".join(f"{q.feature}: {q.check}" for q in report.quality_findings)
+    tables = [{"path": DRIFT_TABLE_FILE, "type": "table"}]
     if not report.worst_samples.empty:
-        out[LOGGED_ARTIFACTS] = json.dumps([{"path": TABLE_FILE, "type": "table"}])
+        tables.append({"path": TABLE_FILE, "type": "table"})
+    out[LOGGED_ARTIFACTS] = json.dumps(tables)
     return out
 
 
@@ -74,7 +77,11 @@ def render_batch_run(
     folder.mkdir(parents=True, exist_ok=True)
     drawn = plots == "all" or (plots == "findings" and report.status != "ok")
     _write_artifacts(report, folder, keys, plot_top_features if drawn else None)
-    if not report.worst_samples.empty:  # a paged table in the UI's artifact view
+    # Paged, sortable tables in the UI's artifact view (what `MlflowClient.log_table` writes).
+    _table_ready(_readable_order(report.drift_table)).to_json(
+        folder / DRIFT_TABLE_FILE, orient="split", index=False, date_format="iso"
+    )
+    if not report.worst_samples.empty:
         _table_ready(report.worst_samples).to_json(
             folder / TABLE_FILE, orient="split", index=False, date_format="iso"
         )
@@ -100,6 +107,15 @@ def render_batch_run(
             for d in _dataset_inputs(report)
         ],
     }
+
+
+TABLE_FIRST = ("feature", "method", "decision", "statistic", "threshold", "adjusted_p_value")
+
+
+def _readable_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The drift table with what a reader compares first (the UI shows a few columns)."""
+    first = [c for c in TABLE_FIRST if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def dataset_inputs(records: Sequence[Mapping[str, str]]):
