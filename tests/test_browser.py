@@ -19,6 +19,7 @@ from conftest import make_frame
 from mlflow import MlflowClient
 
 import monitoring
+from monitoring.track.experiments import runs_page
 from monitoring.track.models import register_pytorch_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -83,10 +84,16 @@ def test_what_a_user_sees_in_the_mlflow_ui(start_server, tmp_path):
     )
     experiment, run = drifted.experiment_id, drifted.run_id
 
-    # The experiment opens on its runs: the version's history run, and every run counted.
+    # The experiment opens on its runs: the version's history run, and every run counted;
+    # the saved batch view (the link `monitoring evaluate` prints) with its columns.
     _, text = _page(f"{uri}/#/experiments/{experiment}?workflowType=machine_learning")
     assert "browsed-v1-history" in text
     assert "4 matching runs" in text
+    dom, text = _page(runs_page(uri, experiment))
+    assert "Batches: status, drift, performance" in text
+    assert "monitoring.kind" in html.unescape(dom)  # the search box's filter
+    for column in ("drift/dataset/sha", "perf/accuracy", "monitoring.status"):
+        assert column in text, column
 
     # A batch run's overview: its name, the verdict, the drifted feature, the links.
     _, text = _page(f"{uri}/#/experiments/{experiment}/runs/{run}?workflowType=machine_learning")

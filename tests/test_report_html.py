@@ -93,7 +93,8 @@ def test_the_run_description_links_its_report_and_the_versions_runs(client):
     experiment = logged.experiment_id
     report = f"(#/experiments/{experiment}/runs/{logged.run_id}/artifacts/report.html)"
     assert f"Open: [report.html]{report}" in note
-    assert f"(#/experiments/{experiment}?workflowType=machine_learning)" in note
+    view = f"(#/experiments/{experiment}/runs?viewStateShareKey=batches&workflowType="
+    assert f"[the batch runs]{view}machine_learning)" in note
     assert "#/models/" not in note  # no registered version to link to
     assert note.index("**Status:") < note.index("Open: ") < note.index("\n- ")
 

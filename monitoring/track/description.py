@@ -159,11 +159,13 @@ def with_links(
     is known: its one-page report, the registered model version, the version's runs."""
     from urllib.parse import quote
 
+    from monitoring.track.experiments import view_route
+
     links = [f"[report.html](#/experiments/{experiment_id}/runs/{run_id}/artifacts/report.html)"]
     if version is not None:
         links.append(f"[{model} version {version}](#/models/{quote(model)}/versions/{version})")
     links.append(
-        f"[the version's batch runs](#/experiments/{experiment_id}?workflowType=machine_learning)"
+        f"[the batch runs](#/{view_route(experiment_id)})"
     )
     lines = note.split("\n")
     # After the title and the status line: what a reader needs first.

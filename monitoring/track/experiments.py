@@ -31,7 +31,58 @@ def experiment_description(name: str) -> str:
         "Batch runs of `monitoring`: one run per evaluated batch, named after its batch id, "
         "with `monitoring.status` (ok, quality, drift, degraded, alert) and the key figures "
         "as metrics. The run named `<model>-v<version>-history` draws them over batches "
-        "(its batch runs are nested below it); open a batch run's description for the verdict."
+        "(its batch runs are nested below it); open a batch run's description for the verdict. "
+        "The saved view \"Batches: status, drift, performance\" (under Views) lists the batch "
+        "runs with their status, share drifted and performance (Expand rows opens them)."
+    )
+
+
+BATCH_VIEW = "batches"
+VIEW_TAG = f"mlflow.sharedViewState.{BATCH_VIEW}"
+"""An experiment tag that MLflow's UI reads as a saved view (`?viewStateShareKey=batches`):
+the batch runs alone (so none is folded under its history run), newest first, with the
+columns a reader scans: status, alerts, share drifted, the key performance figures."""
+VIEW_COLUMNS = (
+    "tags.`monitoring.status`",
+    "tags.`monitoring.alerts`",
+    "metrics.`drift/dataset/share_drifted`",
+    "metrics.`perf/accuracy`",
+    "metrics.`perf/roc_auc`",
+    "metrics.`perf/rmse`",
+    "metrics.`perf_est/accuracy`",
+    "tags.`monitoring.batch_time_start`",
+    "tags.`monitoring.model_version`",
+)
+
+
+def batch_view_state() -> str:
+    """The saved view, as MLflow 3.17's UI stores one (an envelope with its name and the
+    runs page's state as JSON): it is listed under "Views" and opened by its share key."""
+    import json
+    import time
+
+    state = {
+        "searchFilter": "tags.`monitoring.kind` = 'batch'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "selectedColumns": list(VIEW_COLUMNS),
+    }
+    now = int(time.time() * 1000)
+    return json.dumps(
+        {
+            "name": "Batches: status, drift, performance",
+            "createdAt": now,
+            "updatedAt": now,
+            "state": json.dumps(state),
+        }
+    )
+
+
+def _is_batch_experiment(name: str) -> bool:
+    from monitoring.track import tags
+
+    return name != tags.REFERENCE_EXPERIMENT and not name.startswith(
+        ("monitoring-locks", "monitoring-training")
     )
 
 
@@ -39,14 +90,26 @@ LOCAL_UI = "http://127.0.0.1:5000"
 """Where `mlflow ui` serves by default."""
 
 
-def runs_page(tracking_uri: str, experiment: str) -> str:
+def runs_page(tracking_uri: str, experiment: str, *, view: bool = True) -> str:
     """The experiment's runs table in the MLflow UI. `workflowType=machine_learning` makes
     MLflow 3.17 open it on its runs rather than its GenAI overview (that switch, not
-    `mlflow.experimentKind`, decides it there); a local store is shown by `mlflow ui`."""
+    `mlflow.experimentKind`, decides it there); `view` opens the batch view (`VIEW_TAG`);
+    a local store is shown by `mlflow ui`."""
     base = (
         tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI
     )
+    if view:
+        return f"{base}/#/{view_route(experiment)}"
     return f"{base}/#/experiments/{experiment}?workflowType=machine_learning"
+
+
+def view_route(experiment: str) -> str:
+    """The route (after `#/`) of the experiment's batch view: its runs tab, opened on the
+    saved view (a share key on the experiment route alone is ignored by MLflow 3.17)."""
+    return (
+        f"experiments/{experiment}/runs?viewStateShareKey={BATCH_VIEW}"
+        "&workflowType=machine_learning"
+    )
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
@@ -65,12 +128,14 @@ def experiment_id(client: MlflowClient, name: str) -> str:
                 client.set_experiment_tag(
                     found.experiment_id, DESCRIPTION, experiment_description(name)
                 )
+        if _is_batch_experiment(name) and VIEW_TAG not in found.tags:
+            client.set_experiment_tag(found.experiment_id, VIEW_TAG, batch_view_state())
         return found.experiment_id
+    created = {EXPERIMENT_KIND: CLASSIC_KIND, DESCRIPTION: experiment_description(name)}
+    if _is_batch_experiment(name):
+        created[VIEW_TAG] = batch_view_state()
     try:
-        return client.create_experiment(
-            name,
-            tags={EXPERIMENT_KIND: CLASSIC_KIND, DESCRIPTION: experiment_description(name)},
-        )
+        return client.create_experiment(name, tags=created)
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:

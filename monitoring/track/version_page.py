@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from monitoring.track.bounds import is_unreachable
+from monitoring.track.experiments import view_route
 from monitoring.track.registry import ModelInfo
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def version_section(
     """The `## Monitoring` section from the version's batch runs (`KnownBatches.frame()`,
     the batch just logged included)."""
     lines = [SECTION, "", "_Written by each evaluation; text above this heading is kept._", ""]
-    runs_link = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    runs_link = f"#/{view_route(experiment_id)}"
     if runs.empty:
         return "\n".join([*lines, f"No batch evaluated yet. [Runs]({runs_link})"])
     ordered = runs.sort_values(["batch_time", "start_time"])
