@@ -59,10 +59,24 @@ def _page(url: str) -> tuple[str, str]:
     return dom, text
 
 
-@pytest.mark.slow
-def test_what_a_user_sees_in_the_mlflow_ui(start_server, tmp_path):
+@pytest.fixture
+def server(start_server):
+    """A tracking server, for the fluent API and the registry too (an earlier test may
+    have left MLflow's process-wide registry URI elsewhere)."""
+    import mlflow
+
     uri = start_server("sqlite")
-    client = MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+@pytest.mark.slow
+def test_what_a_user_sees_in_the_mlflow_ui(server):
+    uri = server
+    client = MlflowClient(uri, registry_uri=uri)
     info = register_pytorch_model(client, _Threshold(), name="browsed")
     reference = monitoring.fit_reference(
         make_frame(2000, seed=1), target="label", prediction="prediction"
