@@ -472,3 +472,40 @@ def test_round_trip_through_a_tracking_server(start_server, backend):
     assert metrics["perf_est_error/accuracy"] == pytest.approx(
         metrics["perf/accuracy"] - metrics["perf_est/accuracy"], abs=1e-12
     )
+
+
+def test_labels_rewrite_the_registered_versions_description(client):
+    import torch
+
+    from monitoring.track.models import register_pytorch_model
+
+    class _Half(torch.nn.Module):
+        classes = [0, 1]
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(inputs.shape[0], 2)
+
+    info = register_pytorch_model(client, _Half(), name="described-churn")
+    logged = evaluate_and_log(
+        BATCH.drop(columns="y"),
+        reference=REFERENCE,
+        batch_id="day-1",
+        model_name="described-churn",
+        model_version=info.version,
+        config=CONFIG,
+        client=client,
+    )
+    client.update_model_version("described-churn", info.version, description="## Monitoring\nold")
+    attached = attach_labels(
+        FLIPPED,
+        model_name="described-churn",
+        model_version=info.version,
+        batch_id="day-1",
+        id_column="sample_id",
+        target="y",
+        client=client,
+    )
+    assert attached.status != logged.report.status  # the labels changed the verdict
+    text = client.get_model_version("described-churn", info.version).description
+    assert "old" not in text
+    assert "**Last batch**: `day-1`" in text and f"status **`{attached.status}`**" in text

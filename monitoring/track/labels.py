@@ -37,6 +37,8 @@ from monitoring.track import tags
 from monitoring.track.batch_run import performance_metrics, quote_value
 from monitoring.track.description import estimate_table
 from monitoring.track.labels_status import Judged, status_after_labels
+from monitoring.track.registry import ModelInfo
+from monitoring.track.version_page import refresh_version_description
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -232,6 +234,11 @@ def _write(
             ],
         )
     _update_history(client, run, metrics, result.status, result.later)
+    model = ModelInfo(
+        run.data.tags.get(tags.MODEL_NAME, ""),
+        run.data.tags.get(tags.MODEL_VERSION, tags.UNVERSIONED),
+    )
+    refresh_version_description(client, model, experiment_id=run.info.experiment_id)
 
 
 def _description(note: str, result: LabelsAttached) -> str:

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from monitoring.track import tags
 from monitoring.track.bounds import is_unreachable
 from monitoring.track.experiments import view_route
+from monitoring.track.known_batches import KnownBatches
 from monitoring.track.registry import ModelInfo
 
 if TYPE_CHECKING:
@@ -92,3 +94,22 @@ def update_version_description(
             return False
         raise
     return True
+
+
+def refresh_version_description(
+    client: MlflowClient, model: ModelInfo, *, experiment_id: str
+) -> bool:
+    """The section written again from the store alone (after `labels attach` changed a
+    batch's status): the version's batch runs, and the alerts tag of its last one."""
+    if not model.registered:
+        return False
+    runs = KnownBatches(client, model.name, model.version).frame()
+    alerts: list[str] = []
+    if not runs.empty:
+        last = runs.sort_values(["batch_time", "start_time"]).iloc[-1]
+        found = client.get_run(str(last["run_id"])).data.tags.get(tags.ALERTS, "")
+        alerts = [a.strip() for a in found.split(",") if a.strip()]
+    return update_version_description(
+        client, model, runs, experiment_id=experiment_id, alerts=alerts
+    )
+
