@@ -96,16 +96,11 @@ class SparkFrameSource:
         return self._name
 
     def describe(self) -> str:
-        if self._description:
-            return self._description
-        try:
-            files = self.frame.inputFiles()
-        except Exception:  # noqa: BLE001 - Spark Connect and some plans cannot list them
-            files = []
-        if files:
-            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-            return f"spark dataframe over {shown}"
-        return "spark dataframe"
+        """The given description, or the DataFrame's input files: listed once (a lake's
+        listing is remote I/O), though the pass, the fit and the report all ask."""
+        if self._description is None:
+            self._description = _files_of(self.frame)
+        return self._description
 
     def first_chunk(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> pd.DataFrame:
         """The first `chunk_size` rows (in partition order), brought to the driver."""
@@ -120,6 +115,17 @@ class SparkFrameSource:
             "a Spark DataFrame is evaluated in Spark, partition by partition "
             "(monitoring.evaluate and fit_reference do so); it is not read into this process"
         )
+
+
+def _files_of(frame: Any) -> str:
+    try:
+        files = frame.inputFiles()
+    except Exception:  # noqa: BLE001 - Spark Connect and some plans cannot list them
+        files = []
+    if not files:
+        return "spark dataframe"
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    return f"spark dataframe over {', '.join(files[:3])}{more}"
 
 
 def _empty_frame(table: Any) -> pd.DataFrame:
