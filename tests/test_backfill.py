@@ -245,3 +245,27 @@ def test_a_lease_holds_the_version_lock_across_batches_then_frees_it(tracking_ur
     later = VersionLock(client, "churn", "none", timeout=5.0)
     later.acquire()  # freed at the end
     later.release()
+
+
+def test_a_backfill_writes_the_history_table_once_at_its_end(
+    tracking_uri, client, database, reference_csv, monkeypatch
+):
+    from monitoring.track import history_runs
+    from monitoring.track.history_table import read_for_compare
+
+    uploads = []
+    original = history_runs.upload_table
+
+    def counted(*args, **kwargs):
+        uploads.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(history_runs, "upload_table", counted)
+    result = _backfill(database, reference_csv, "--from", 1, "--to", DAYS)
+    assert result.exit_code == 0, result.output
+    assert len(uploads) == 1  # not once per batch
+    parts = read_for_compare(client, "churn")
+    assert [(p.from_table, len(p.runs)) for p in parts] == [(True, DAYS)]
+    stored = read_batch_runs(client, "churn").set_index("run_id").sort_index()
+    table = parts[0].runs.set_index("run_id").sort_index()[stored.columns]
+    pd.testing.assert_frame_equal(table, stored, check_dtype=False)

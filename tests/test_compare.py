@@ -119,7 +119,7 @@ def test_history_parent_run_holds_one_step_per_batch(tracking_uri, reference):
     logged = _evaluate_series(reference, days=4)
     experiment = client.get_experiment_by_name("monitoring-churn").experiment_id
     parent = find_history_run(client, experiment, "churn", "none")
-    history = client.get_metric_history(parent.info.run_id, "drift/dataset/share_drifted")
+    history = client.get_metric_history(parent.info.run_id, "batch/share_drifted")
     assert [m.step for m in history] == [1, 2, 3, 4]
     expected = [i.report.drifted_features for i in logged]
     assert [m.value for m in history] == pytest.approx([len(f) / 3 for f in expected])
@@ -150,7 +150,7 @@ def test_history_is_right_after_an_out_of_order_batch_and_a_replace(tracking_uri
     )
     experiment = client.get_experiment_by_name("monitoring-churn").experiment_id
     parent = find_history_run(client, experiment, "churn", "none")
-    history = client.get_metric_history(parent.info.run_id, "drift/dataset/drift")
+    history = client.get_metric_history(parent.info.run_id, "batch/drift")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.0), (2, 1.0), (3, 1.0)]
 
 
@@ -164,7 +164,7 @@ def test_rebuild_history_from_the_cli(tracking_uri, reference):
     new = find_history_run(client, experiment, "churn", "none").info.run_id
     assert new != old
     assert client.get_run(old).info.lifecycle_stage == "deleted"
-    steps = client.get_metric_history(new, "drift/dataset/drift")
+    steps = client.get_metric_history(new, "batch/drift")
     assert sorted(m.step for m in steps) == [1, 2, 3]
 
 

@@ -18,7 +18,8 @@ from monitoring.core.alert_rules import AlertRule
 from monitoring.core.config import AlertConfig, MonitoringConfig, SchemaConfig
 from monitoring.errors import ColumnNotFoundError, DataError, NoRunsError
 from monitoring.track.history import read_batch_runs
-from monitoring.track.history_runs import find_history_run
+from monitoring.track.history_runs import find_history_run, history_key
+from monitoring.track.history_table import read_for_compare
 from monitoring.track.labels import LABELS_FILE, LabelsAttached, attach_labels
 from monitoring.track.pipeline import evaluate_and_log
 from monitoring.track.trends import order_batches
@@ -302,7 +303,7 @@ def test_labels_of_an_earlier_batch_judge_the_later_batches_again(client):
     experiment = client.get_experiment_by_name(f"monitoring-{MODEL}").experiment_id
     history = find_history_run(client, experiment, MODEL, "none").info.run_id
     flags = {}
-    for m in sorted(client.get_metric_history(history, "status/alert"), key=lambda m: m.timestamp):
+    for m in sorted(client.get_metric_history(history, "batch/alert"), key=lambda m: m.timestamp):
         flags[m.step] = m.value  # the latest value at each step
     assert flags == {1: 0.0, 2: 0.0, 3: 1.0}
 
@@ -337,8 +338,14 @@ def test_the_history_run_gets_the_realized_figures_at_the_batch_step(client):
     history = find_history_run(client, experiment, MODEL, "none").info.run_id
     realized = client.get_run(run_ids[1]).data.metrics
     for key in ("perf/accuracy", "perf/label_coverage", "perf_est_error/accuracy"):
-        points = [(m.step, m.value) for m in client.get_metric_history(history, key)]
-        assert points == [(2, realized[key])], key
+        stored = client.get_metric_history(history, history_key(key))
+        assert [(m.step, m.value) for m in stored] == [(2, realized[key])], key
+    # compare's table of the version holds the realized figures too, and is still current
+    parts = read_for_compare(client, MODEL)
+    assert [p.from_table for p in parts] == [True]
+    table = parts[0].runs.set_index("run_id")
+    for key in ("perf/accuracy", "perf/label_coverage"):
+        assert table.loc[run_ids[1], key] == realized[key], key
 
 
 def test_a_later_part_is_the_latest_value_in_the_history_run(client):
@@ -351,7 +358,7 @@ def test_a_later_part_is_the_latest_value_in_the_history_run(client):
     experiment = client.get_experiment_by_name(f"monitoring-{MODEL}").experiment_id
     history = client.get_run(find_history_run(client, experiment, MODEL, "none").info.run_id)
     batch = client.get_run(run_id).data.metrics
-    assert history.data.metrics["perf/accuracy"] == batch["perf/accuracy"]
+    assert history.data.metrics["batch/perf_accuracy"] == batch["perf/accuracy"]
 
 
 def test_a_part_without_any_id_of_the_batch_is_refused(client):

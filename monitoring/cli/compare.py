@@ -41,6 +41,12 @@ from monitoring.cli.options import handle_errors, split_list
     help="Rebuild each version's history parent run from its batch runs.",
 )
 @click.option(
+    "--from-runs",
+    is_flag=True,
+    help="Read every batch run instead of each version's history table (slower; the "
+    "tables are kept by each evaluation, see docs/architecture.md).",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
@@ -57,6 +63,7 @@ def compare_command(
     fmt: str,
     log_run: bool,
     rebuild_history: bool,
+    from_runs: bool,
     config_path: str | None,
 ) -> None:
     """Trends across batches and model versions, with alerts, read from MLflow."""
@@ -74,7 +81,10 @@ def compare_command(
         until=until,
         rules=config.alerts.rules,
         client=client,
+        from_runs=from_runs,
     )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(render(result, fmt))
     fired = result.alerts[result.alerts["alert"]]
     for (version, rule), part in fired.groupby(["model_version", "rule"]):

@@ -39,6 +39,7 @@ from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.delivery import deliver, reachable
 from monitoring.track.experiments import experiment_id
+from monitoring.track.history_runs import write_history_table
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.pipeline import experiment_name_for, obtain_reference
 from monitoring.track.registry import ModelInfo, resolve_model
@@ -156,13 +157,16 @@ def backfill(
             if result.outcome == FAILED and result.error.startswith("store: "):
                 stopped = result.error
             report(number, result)
+        if to_run and not stopped:  # under the lock: the table matches the history run
+            experiment_key = experiment_id(client, experiment)
+            write_history_table(client, experiment_key, info.name, info.version, known.frame())
     if to_run and not stopped:  # the version's page, once for the whole backfill
         last = results[to_run[-1][0]]
         update_version_description(
             client,
             info,
             known.frame(),
-            experiment_id=experiment_id(client, experiment),
+            experiment_id=experiment_key,
             alerts=last.alerts if last.outcome == LOGGED else (),
         )
     return [results[number] for number in range(len(partitions))]

@@ -8,6 +8,7 @@ The tracking store is the memory: nothing else keeps state between batches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Comparison:
     differences: pd.DataFrame
     rules: tuple[AlertRule, ...]
     findings: pd.DataFrame = field(default_factory=lambda: degradation_findings(pd.DataFrame()))
+    notes: tuple[str, ...] = ()  # how the runs were read, when not from the history tables
 
     def figures(self) -> dict[str, Figure]:
         """The history plots `monitoring compare --out` writes, as matplotlib Figures by
@@ -129,21 +131,33 @@ def compare(
     until: str | None = None,
     rules: Sequence[AlertRule] | None = None,
     client: MlflowClient | None = None,
+    from_runs: bool = False,
 ) -> Comparison:
-    """Read the finished batch runs of `model_name` and compare batches and versions."""
+    """Compare the finished batch runs of `model_name` across batches and versions.
+
+    Each version's runs come from its history run's table (one download) when that table is
+    up to date (`track.history_table`), else from the batch runs (one search per page of
+    runs); `from_runs` always reads the batch runs.
+    """
     from monitoring.track import make_client
-    from monitoring.track.history import read_batch_runs
+    from monitoring.track.history_table import combined, read_for_compare
 
     client = client or make_client()
-    runs = read_batch_runs(client, model_name, versions=versions)
-    return build_comparison(
+    parts = read_for_compare(client, model_name, versions=versions, from_runs=from_runs)
+    notes = tuple(
+        f"version {p.version}: read its {len(p.runs):,} batch runs ({p.why})"
+        for p in parts
+        if not p.from_table and not from_runs
+    )
+    result = build_comparison(
         model_name,
-        runs,
+        combined(parts),
         metrics=metrics,
         since=since,
         until=until,
         rules=DEFAULT_RULES if rules is None else rules,
     )
+    return dataclasses.replace(result, notes=notes)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

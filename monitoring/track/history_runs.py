@@ -19,7 +19,9 @@ import pandas as pd
 
 from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
+from monitoring.track.bounds import is_unreachable
 from monitoring.track.history import read_batch_runs
+from monitoring.track.history_table import HISTORY_DIGEST, TABLE_DIGEST, upload_table
 from monitoring.track.trends import (
     DATASET_PREFIX,
     ESTIMATE_BOUND_SUFFIXES,
@@ -32,11 +34,25 @@ from monitoring.track.trends import (
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-HISTORY_DIGEST = "monitoring.history_digest"
 HISTORY_COUNT = "monitoring.history_count"
+HISTORY_LAYOUT = "monitoring.history_layout"
+LAYOUT = "2"  # batch-level figures under `batch/`; a history run of another layout is rebuilt
 PARENT = "mlflow.parentRunId"
-ALERT_METRIC = "status/alert"
+ALERT_METRIC = "batch/alert"
 LOG_BATCH_LIMIT = 1000
+_RENAMED = (("drift/dataset/", ""), ("perf/", "perf_"), ("perf_est/", "est_"),
+            ("perf_est_error/", "est_error_"))  # fmt: skip
+
+
+def history_key(key: str) -> str:
+    """The history run's name for a batch run's metric key. MLflow's run page orders chart
+    sections by name, so the batch-level figures (dataset drift, realized and estimated
+    performance, and `batch/alert`) go under `batch/`, which comes before `data/` and the
+    per-feature `drift/<feature>/` sections: the run opens on what decides a status."""
+    for prefix, renamed in _RENAMED:
+        if key.startswith(prefix):
+            return f"batch/{renamed}{key[len(prefix):]}"
+    return key
 
 
 def history_digest(run_ids: Sequence[str]) -> str:
@@ -65,7 +81,9 @@ def _metrics_for(row: pd.Series, keys: Sequence[str], step: int):
     from mlflow.entities import Metric
 
     stamp = int(pd.Timestamp(row["batch_time"]).timestamp() * 1000)
-    out = [Metric(k, float(row[k]), stamp, step) for k in keys if pd.notna(row.get(k))]
+    out = [
+        Metric(history_key(k), float(row[k]), stamp, step) for k in keys if pd.notna(row.get(k))
+    ]
     out.append(Metric(ALERT_METRIC, float(row["status"] == "alert"), stamp, step))
     return out
 
@@ -127,15 +145,15 @@ def sync_history(
     *,
     rebuild: bool = False,
     known: pd.DataFrame | None = None,
+    table: bool = True,
 ) -> str:
     """Bring the version's history run up to date with its batch runs; returns its id.
 
     `known`: the version's batch runs as this process knows them (`KnownBatches`), which
     spares reading them when the history run was built from all of them but the last; when
-    it was not, the store is read.
+    it was not, the store is read. `table`: also rewrite the run's `batches.parquet` (a
+    backfill writes it once, at its end, with `write_history_table`).
     """
-    from mlflow.entities import RunTag
-
     runs = order_batches(
         known
         if known is not None and not rebuild
@@ -145,24 +163,20 @@ def sync_history(
     digest = history_digest(run_ids)
     parent = _tidy(client, experiment_id, model_name, version, digest)
     keys = history_keys(runs)
-    if parent is not None and not rebuild:
+    if parent is not None and not rebuild and parent.data.tags.get(HISTORY_LAYOUT) == LAYOUT:
         stored = parent.data.tags.get(HISTORY_DIGEST)
         if stored == digest:
+            if table and parent.data.tags.get(TABLE_DIGEST) != digest:
+                _finish_tags(client, parent.info.run_id, runs, digest, table=True)
             return parent.info.run_id
         if stored == history_digest(run_ids[:-1]):
             last = runs.iloc[-1]
             _log(client, parent.info.run_id, _metrics_for(last, keys, int(last["batch_seq"])))
             client.set_tag(last["run_id"], PARENT, parent.info.run_id)
-            client.log_batch(
-                parent.info.run_id,
-                tags=[
-                    RunTag(HISTORY_DIGEST, digest),
-                    RunTag(HISTORY_COUNT, str(len(run_ids))),
-                ],
-            )
+            _finish_tags(client, parent.info.run_id, runs, digest, table=table)
             return parent.info.run_id
     if known is not None and not rebuild:  # runs this process may not have seen: read them
-        return sync_history(client, experiment_id, model_name, version)
+        return sync_history(client, experiment_id, model_name, version, table=table)
     name = (
         f"{model_name}-v{version}-history"
         if version != tags.UNVERSIONED
@@ -175,8 +189,7 @@ def sync_history(
             tags.KIND: tags.KIND_HISTORY,
             tags.MODEL_NAME: model_name,
             tags.MODEL_VERSION: version,
-            tags.NOTE: f"Drift and performance of {model_name} version {version} over its "
-            "batches (step = batch sequence number). Batch runs are nested below.",
+            HISTORY_LAYOUT: LAYOUT,
         },
     )
     parent_id = new.info.run_id
@@ -186,14 +199,81 @@ def sync_history(
     _log(client, parent_id, metrics)
     for run_id in run_ids:
         client.set_tag(run_id, PARENT, parent_id)
-    client.log_batch(
-        parent_id,
-        tags=[
-            RunTag(HISTORY_DIGEST, digest),
-            RunTag(HISTORY_COUNT, str(len(run_ids))),
-        ],
-    )
+    _finish_tags(client, parent_id, runs, digest, table=table)
     client.set_terminated(parent_id, "FINISHED", end_time=int(time.time() * 1000))
     if parent is not None:  # only now: a kill above leaves the old history in place
         client.delete_run(parent.info.run_id)
     return parent_id
+
+
+def _finish_tags(
+    client: MlflowClient, run_id: str, runs: pd.DataFrame, digest: str, *, table: bool
+) -> None:
+    """The digest and count of the batches the history run now holds, and, with `table`,
+    its table of them, marked current in the same request as the digest."""
+    from mlflow.entities import RunTag
+
+    found = [
+        RunTag(HISTORY_DIGEST, digest),
+        RunTag(HISTORY_COUNT, str(len(runs))),
+        RunTag(tags.NOTE, history_description(runs)),
+    ]
+    if table:
+        upload_table(client, run_id, runs)
+        found.append(RunTag(TABLE_DIGEST, digest))
+    client.log_batch(run_id, tags=found)
+
+
+def write_history_table(
+    client: MlflowClient, experiment_id: str, model_name: str, version: str, runs: pd.DataFrame
+) -> bool:
+    """Write the version's history table from `runs` (its batch runs, as this process knows
+    them) when the history run was built from exactly those runs; False when it was not,
+    or when the store refused (the table stays stale and `compare` reads the batch runs)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        parent = find_history_run(client, experiment_id, model_name, version)
+        if parent is None or runs.empty:
+            return False
+        digest = history_digest(order_batches(runs)["run_id"].tolist())
+        if parent.data.tags.get(HISTORY_DIGEST) != digest:
+            return False
+        if parent.data.tags.get(TABLE_DIGEST) != digest:
+            upload_table(client, parent.info.run_id, runs)
+            client.set_tag(parent.info.run_id, TABLE_DIGEST, digest)
+    except Exception as error:  # the store's errors only: a bug here still raises
+        if isinstance(error, MlflowException) or is_unreachable(error):
+            return False
+        raise
+    return True
+
+
+def history_description(runs: pd.DataFrame, last: int = 10) -> str:
+    """The history run's description: what its charts show, how to read dates off them,
+    and its last batches with their step, time and status (`runs`: ordered, with
+    `batch_seq`)."""
+    first = runs.iloc[0]
+    model = f"{first['model_version']}"
+    lines = [
+        f"Drift and performance of version {model} over its {len(runs):,} batches, one "
+        "point per batch: step = the batch's sequence number, and each point's time is the "
+        "batch's time, so a chart's X axis set to *Time (wall)* (the gear above the charts) "
+        "shows dates.",
+        "",
+        "- `batch/`: what decides the status: `alert` (1 = in alert), dataset drift "
+        "(`share_drifted`, `drift`), performance (`perf_*`) and its estimate (`est_*`, with "
+        "its 95% interval)",
+        "- `data/n_rows`, then each feature's decision statistic (`drift/<feature>/<method>`)",
+        "- the batch runs are nested below this run; `batches.parquet` is the table that "
+        "`monitoring compare` reads",
+        "",
+        f"Last {min(last, len(runs))} batches:",
+        "",
+        "| step | batch | batch time | status |",
+        "|---:|---|---|---|",
+    ]
+    for row in runs.tail(last).itertuples(index=False):
+        when = pd.Timestamp(row.batch_time).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {row.batch_seq} | {row.batch_id} | {when} | {row.status} |")
+    return "\n".join(lines)

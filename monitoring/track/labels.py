@@ -289,7 +289,7 @@ def _update_history(
     from mlflow.entities import Metric
 
     from monitoring.track.history import read_batch_runs
-    from monitoring.track.history_runs import ALERT_METRIC, find_history_run
+    from monitoring.track.history_runs import ALERT_METRIC, find_history_run, history_key
     from monitoring.track.trends import is_estimate_key, is_performance_key, order_batches
 
     name = run.data.tags[tags.MODEL_NAME]
@@ -306,7 +306,7 @@ def _update_history(
     # (MLflow breaks a tie of step and time by the largest value).
     stamp = int(time.time() * 1000)
     wanted = [k for k in metrics if is_performance_key(k) or is_estimate_key(k)]
-    found = [Metric(k, metrics[k], stamp, step) for k in wanted]
+    found = [Metric(history_key(k), metrics[k], stamp, step) for k in wanted]
     found.append(Metric(ALERT_METRIC, float(status == STATUS_ALERT), stamp, step))
     steps = dict(zip(runs["run_id"], runs["batch_seq"].astype(int), strict=True))
     for judged in later:
@@ -314,4 +314,19 @@ def _update_history(
             flag = float(judged.status == STATUS_ALERT)
             found.append(Metric(ALERT_METRIC, flag, stamp, steps[judged.run_id]))
     client.log_batch(history.info.run_id, metrics=found)
+    _rewrite_table(client, history, runs)
+
+
+def _rewrite_table(client: MlflowClient, history: Run, runs: pd.DataFrame) -> None:
+    """The history table from the batch runs as they are now (their figures and statuses
+    changed), when it was current before; a stale one stays stale."""
+    from monitoring.track.history_runs import history_digest
+    from monitoring.track.history_table import HISTORY_DIGEST, TABLE_DIGEST, upload_table
+
+    digest = history.data.tags.get(HISTORY_DIGEST)
+    current = digest == history_digest(runs["run_id"].tolist())
+    if current and history.data.tags.get(TABLE_DIGEST) == digest:
+        client.set_tag(history.info.run_id, TABLE_DIGEST, "")  # stale while it is rewritten
+        upload_table(client, history.info.run_id, runs)
+        client.set_tag(history.info.run_id, TABLE_DIGEST, digest)
 

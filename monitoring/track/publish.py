@@ -136,7 +136,7 @@ def publish(
             if r.info.status == "FINISHED" and r.data.tags.get(OUTBOX_ID) == entry.id
         ]
         if done:
-            _update_history(client, entry, experiment)
+            _update_history(client, entry, experiment, table=lease is None)
             if known is not None:
                 known.forget()
             return _published(done[0], already=True)
@@ -156,7 +156,12 @@ def publish(
         if known is not None:
             known.logged(mine[0], replaced=previous)
         _update_history(
-            client, entry, experiment, run_id=run_id, known=known.frame() if known else None
+            client,
+            entry,
+            experiment,
+            run_id=run_id,
+            known=known.frame() if known else None,
+            table=lease is None,  # a backfill writes the history table once, at its end
         )
     if lease is None:  # a loop over batches (a backfill) writes it once, at its end
         alerts = entry.data["tags"].get(tags.ALERTS, "")
@@ -286,11 +291,14 @@ def _update_history(
     experiment: str,
     run_id: str | None = None,
     known: pd.DataFrame | None = None,
+    table: bool = True,
 ) -> None:
     if not entry.data.get("history", True):
         return
     try:
-        sync_history(client, experiment, entry.model.name, entry.model.version, known=known)
+        sync_history(
+            client, experiment, entry.model.name, entry.model.version, known=known, table=table
+        )
     except Exception as error:
         logged = f"batch run {run_id} was logged" if run_id else "the batch run exists"
         raise TrackingError(
