@@ -100,5 +100,5 @@ def test_eight_batch_ids_evaluated_together_all_land_with_one_history(tracking_u
     assert {r.info.status for r in runs} == {"FINISHED"}
     (history,) = find_history_runs(client, runs[0].info.experiment_id, "model", "none")
     assert history.info.status == "FINISHED" and history.data.tags[HISTORY_COUNT] == str(N)
-    parents = {r.data.tags.get("mlflow.parentRunId") for r in _batch_runs(client)}
+    parents = {r.data.tags.get("monitoring.history_run") for r in _batch_runs(client)}
     assert parents == {history.info.run_id}

@@ -154,8 +154,7 @@ def test_the_history_run_opens_on_the_batch_level_figures(tracking_uri, referenc
     from monitoring.track.history_runs import HISTORY_LAYOUT, LAYOUT, history_key
 
     client = MlflowClient(tracking_uri)
-    for day in (1, 2):
-        _evaluate(reference, day)
+    first = [_evaluate(reference, day) for day in (1, 2)][0]
     history = _history(client)
     sections = sorted({k.rsplit("/", 1)[0] for k in history.data.metrics})
     assert sections[0] == "batch" and sections[1] == "data", sections
@@ -171,9 +170,13 @@ def test_the_history_run_opens_on_the_batch_level_figures(tracking_uri, referenc
     assert "| 2 | day-2 | 2026-11-03 00:00 | ok |" in note and "Time (wall)" in note
     # a history run of the earlier layout (keys as in the batch runs) is rebuilt
     client.set_tag(history.info.run_id, HISTORY_LAYOUT, "1")
+    client.set_tag(first, "mlflow.parentRunId", history.info.run_id)  # as layout 1 nested them
     _evaluate(reference, 3)
     rebuilt = _history(client)
     assert rebuilt.info.run_id != history.info.run_id
     assert rebuilt.data.tags[HISTORY_LAYOUT] == LAYOUT
     steps = client.get_metric_history(rebuilt.info.run_id, "batch/alert")
     assert sorted(m.step for m in steps) == [1, 2, 3]
+    unfolded = client.get_run(first).data.tags
+    assert "mlflow.parentRunId" not in unfolded
+    assert unfolded["monitoring.history_run"] == rebuilt.info.run_id

@@ -40,7 +40,7 @@ from monitoring.track.experiments import all_experiments
 from monitoring.track.history import iter_runs, read_batch_runs
 from monitoring.track.history_runs import (
     HISTORY_DIGEST,
-    PARENT,
+    HISTORY_RUN,
     find_history_runs,
     history_digest,
     sync_history,
@@ -144,7 +144,7 @@ def _history_findings(
 def _children(client: MlflowClient, parent: Run) -> set[str]:
     runs = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`{PARENT}` = '{parent.info.run_id}'",
+        filter_string=f"tags.`{HISTORY_RUN}` = '{parent.info.run_id}'",
         max_results=50000,
     )
     return {r.info.run_id for r in runs}

@@ -30,10 +30,10 @@ def experiment_description(name: str) -> str:
     return (
         "Batch runs of `monitoring`: one run per evaluated batch, named after its batch id, "
         "with `monitoring.status` (ok, quality, drift, degraded, alert) and the key figures "
-        "as metrics. The run named `<model>-v<version>-history` draws them over batches "
-        "(its batch runs are nested below it); open a batch run's description for the verdict. "
+        "as metrics. The run named `<model>-v<version>-history` draws them over batches; "
+        "open a batch run's description for the verdict. "
         "The saved view \"Batches: status, drift, performance\" (under Views) lists the batch "
-        "runs with their status, share drifted and performance (Expand rows opens them)."
+        "runs with their status, share drifted and performance."
     )
 
 

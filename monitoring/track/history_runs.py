@@ -1,15 +1,18 @@
 """Drift histories in the MLflow UI: one parent run per model version.
 
 MLflow draws a metric with one value per run as one bar per run, never a line across
-runs. So each model version gets a parent run (tag `monitoring.kind=history`) whose metric
-history holds each batch's key figures at step = the batch's sequence number, and the
-batch runs are nested under it. Its tag `monitoring.history_digest` is a digest of the
-ordered batch run ids it was built from: a new batch appended in order adds one step; a
-replaced or out-of-order batch rebuilds the parent from the batch runs.
+runs. So each model version gets a history run (tag `monitoring.kind=history`) whose metric
+history holds each batch's key figures at step = the batch's sequence number; each batch
+run names it in its tag `monitoring.history_run` (not `mlflow.parentRunId`: MLflow's runs
+table would fold every batch run under it, behind "Expand rows"). Its tag
+`monitoring.history_digest` is a digest of the ordered batch run ids it was built from: a
+new batch appended in order adds one step; a replaced or out-of-order batch rebuilds the
+history run from the batch runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
 HISTORY_COUNT = "monitoring.history_count"
 HISTORY_LAYOUT = "monitoring.history_layout"
 LAYOUT = "2"  # batch-level figures under `batch/`; a history run of another layout is rebuilt
-PARENT = "mlflow.parentRunId"
+PARENT = "mlflow.parentRunId"  # set on batch runs by layout 1, removed when rebuilt
+HISTORY_RUN = "monitoring.history_run"  # on each batch run: its version's history run
 ALERT_METRIC = "batch/alert"
 LOG_BATCH_LIMIT = 1000
 _RENAMED = (("drift/dataset/", ""), ("perf/", "perf_"), ("perf_est/", "est_"),
@@ -172,7 +176,7 @@ def sync_history(
         if stored == history_digest(run_ids[:-1]):
             last = runs.iloc[-1]
             _log(client, parent.info.run_id, _metrics_for(last, keys, int(last["batch_seq"])))
-            client.set_tag(last["run_id"], PARENT, parent.info.run_id)
+            client.set_tag(last["run_id"], HISTORY_RUN, parent.info.run_id)
             _finish_tags(client, parent.info.run_id, runs, digest, table=table)
             return parent.info.run_id
     if known is not None and not rebuild:  # runs this process may not have seen: read them
@@ -197,8 +201,11 @@ def sync_history(
         m for _, row in runs.iterrows() for m in _metrics_for(row, keys, int(row["batch_seq"]))
     ]
     _log(client, parent_id, metrics)
+    unfold = parent is not None and parent.data.tags.get(HISTORY_LAYOUT) != LAYOUT
     for run_id in run_ids:
-        client.set_tag(run_id, PARENT, parent_id)
+        client.set_tag(run_id, HISTORY_RUN, parent_id)
+        if unfold:  # batch runs of layout 1 were nested under the history run
+            _drop_parent(client, run_id)
     _finish_tags(client, parent_id, runs, digest, table=table)
     client.set_terminated(parent_id, "FINISHED", end_time=int(time.time() * 1000))
     if parent is not None:  # only now: a kill above leaves the old history in place
@@ -265,8 +272,8 @@ def history_description(runs: pd.DataFrame, last: int = 10) -> str:
         "(`share_drifted`, `drift`), performance (`perf_*`) and its estimate (`est_*`, with "
         "its 95% interval)",
         "- `data/n_rows`, then each feature's decision statistic (`drift/<feature>/<method>`)",
-        "- the batch runs are nested below this run; `batches.parquet` is the table that "
-        "`monitoring compare` reads",
+        "- each batch run names this run in its tag `monitoring.history_run`; "
+        "`batches.parquet` is the table that `monitoring compare` reads",
         "",
         f"Last {min(last, len(runs))} batches:",
         "",
@@ -277,3 +284,10 @@ def history_description(runs: pd.DataFrame, last: int = 10) -> str:
         when = pd.Timestamp(row.batch_time).strftime("%Y-%m-%d %H:%M")
         lines.append(f"| {row.batch_seq} | {row.batch_id} | {when} | {row.status} |")
     return "\n".join(lines)
+
+
+def _drop_parent(client: MlflowClient, run_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):  # a run that never had it
+        client.delete_tag(run_id, PARENT)
