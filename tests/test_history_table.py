@@ -157,14 +157,14 @@ def test_the_history_run_opens_on_the_batch_level_figures(tracking_uri, referenc
     first = [_evaluate(reference, day) for day in (1, 2)][0]
     history = _history(client)
     sections = sorted({k.rsplit("/", 1)[0] for k in history.data.metrics})
-    assert sections[0] == "batch" and sections[1] == "data", sections
-    assert {"batch/alert", "batch/share_drifted", "batch/perf_accuracy"} <= set(
+    assert sections[:4] == ["batch", "batch_perf", "batch_perf_est", "data"], sections
+    assert {"batch/alert", "batch/share_drifted", "batch_perf/accuracy"} <= set(
         history.data.metrics
     )
     assert not [k for k in history.data.metrics if k.startswith(("perf", "drift/dataset"))]
     assert [history_key(k) for k in ("perf_est/accuracy_lower", "perf_est_error/accuracy")] == [
-        "batch/est_accuracy_lower",
-        "batch/est_error_accuracy",
+        "batch_perf_est/accuracy_lower",
+        "batch_perf_est/error_accuracy",
     ]
     note = history.data.tags["mlflow.note.content"]
     assert "| 2 | day-2 | 2026-11-03 00:00 | ok |" in note and "Time (wall)" in note

@@ -358,7 +358,7 @@ def test_a_later_part_is_the_latest_value_in_the_history_run(client):
     experiment = client.get_experiment_by_name(f"monitoring-{MODEL}").experiment_id
     history = client.get_run(find_history_run(client, experiment, MODEL, "none").info.run_id)
     batch = client.get_run(run_id).data.metrics
-    assert history.data.metrics["batch/perf_accuracy"] == batch["perf/accuracy"]
+    assert history.data.metrics["batch_perf/accuracy"] == batch["perf/accuracy"]
 
 
 def test_a_part_without_any_id_of_the_batch_is_refused(client):

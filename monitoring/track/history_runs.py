@@ -39,23 +39,28 @@ if TYPE_CHECKING:
 
 HISTORY_COUNT = "monitoring.history_count"
 HISTORY_LAYOUT = "monitoring.history_layout"
-LAYOUT = "2"  # batch-level figures under `batch/`; a history run of another layout is rebuilt
+LAYOUT = "2"  # batch-level figures under `batch*/`; a history run of another layout is rebuilt
 PARENT = "mlflow.parentRunId"  # set on batch runs by layout 1, removed when rebuilt
 HISTORY_RUN = "monitoring.history_run"  # on each batch run: its version's history run
 ALERT_METRIC = "batch/alert"
 LOG_BATCH_LIMIT = 1000
-_RENAMED = (("drift/dataset/", ""), ("perf/", "perf_"), ("perf_est/", "est_"),
-            ("perf_est_error/", "est_error_"))  # fmt: skip
+_RENAMED = (
+    ("drift/dataset/", "batch/"),
+    ("perf/", "batch_perf/"),
+    ("perf_est/", "batch_perf_est/"),
+    ("perf_est_error/", "batch_perf_est/error_"),
+)
 
 
 def history_key(key: str) -> str:
     """The history run's name for a batch run's metric key. MLflow's run page orders chart
-    sections by name, so the batch-level figures (dataset drift, realized and estimated
-    performance, and `batch/alert`) go under `batch/`, which comes before `data/` and the
-    per-feature `drift/<feature>/` sections: the run opens on what decides a status."""
+    sections by name, so the batch-level figures go first: `batch/` (`alert` and dataset
+    drift), `batch_perf/` (realized performance), `batch_perf_est/` (estimated, with its
+    bounds and errors), then `data/` and the per-feature `drift/<feature>/` sections: the
+    run opens on what decides a status."""
     for prefix, renamed in _RENAMED:
         if key.startswith(prefix):
-            return f"batch/{renamed}{key[len(prefix):]}"
+            return renamed + key[len(prefix) :]
     return key
 
 
@@ -268,9 +273,9 @@ def history_description(runs: pd.DataFrame, last: int = 10) -> str:
         "batch's time, so a chart's X axis set to *Time (wall)* (the gear above the charts) "
         "shows dates.",
         "",
-        "- `batch/`: what decides the status: `alert` (1 = in alert), dataset drift "
-        "(`share_drifted`, `drift`), performance (`perf_*`) and its estimate (`est_*`, with "
-        "its 95% interval)",
+        "- what decides the status: `batch/` (`alert`, 1 = in alert, and dataset drift: "
+        "`share_drifted`, `drift`), `batch_perf/` (performance against the labels) and "
+        "`batch_perf_est/` (performance estimated without labels, with its 95% interval)",
         "- `data/n_rows`, then each feature's decision statistic (`drift/<feature>/<method>`)",
         "- each batch run names this run in its tag `monitoring.history_run`; "
         "`batches.parquet` is the table that `monitoring compare` reads",
