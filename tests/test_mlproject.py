@@ -65,6 +65,19 @@ def test_mlflow_run_evaluate_logs_into_its_own_run(
     assert run.data.metrics["data/n_rows"] == len(batch_frame)  # day 1 only: :day was bound
     assert client.get_experiment_by_name("monitoring-churn") is None  # no second run elsewhere
     assert "in experiment 'launched'" in result.stdout  # where the run is
+    launched = [
+        r for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("mlflow.project.entryPoint")
+    ]  # fmt: skip
+    assert launched[0].info.run_id == run.info.run_id
+    logged = run.data.params  # only what was given, and no empty ones
+    assert {k: logged[k] for k in ("batch_id", "model_name", "param")} == {
+        "batch_id": "mlproject-1",
+        "model_name": "churn",
+        "param": "day=1",
+    }
+    assert not [k for k, v in logged.items() if v in ("", "''")], logged
+    assert "model_uri" not in logged and "param2" not in logged
     again = launch()  # the same batch id: refused, and its run says so
     assert again.returncode != 0
     refused = [

@@ -39,21 +39,25 @@ from monitoring.cli.options import (
 )
 @click.option(
     "--batch-id",
+    "--batch_id",
     callback=blank_option,
     help="Unique per model version; default: source name and content digest.",
 )
 @click.option(
     "--model-name",
+    "--model_name",
     callback=blank_option,
     help="Registered model the batch belongs to (names the experiment).",
 )
 @click.option(
     "--model-version",
+    "--model_version",
     callback=blank_option,
     help="Its version, when predictions are stored and no --model-uri is given.",
 )
 @click.option(
     "--model-uri",
+    "--model_uri",
     callback=blank_option,
     help="models:/NAME/VERSION or models:/NAME@ALIAS; run when the batch has no prediction column.",
 )

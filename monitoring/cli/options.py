@@ -136,10 +136,12 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--query and --param, shared by every command that reads a source."""
     command = click.option(
         "--param",
+        "--param2",
         "params",
         multiple=True,
         metavar="K=V",
-        help="Value of a :K placeholder in --query (repeatable); bound, never formatted in.",
+        help="Value of a :K placeholder in --query (repeatable); bound, never formatted in. "
+        "(--param2 is the same, for a second `mlflow run -P param2=K=V`.)",
     )(command)
     return click.option(
         "--query",

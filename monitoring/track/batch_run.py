@@ -171,7 +171,9 @@ def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mappin
             "model.predicted_in_run": str(report.predicted_by_model),
         }
     )
-    return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in values.items()]
+    # An empty setting (no exclusions, no model URI) says nothing: MLflow's params table
+    # would show a row of '' for each.
+    return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in values.items() if str(v) != ""]
 
 
 def _write_artifacts(
