@@ -30,12 +30,14 @@ class DemoStore:
     workdir: Path
 
     def env(self) -> dict[str, str]:
-        """The environment of a child process: this store, its own outbox."""
+        """The environment of a child process: this store, its own outbox and reference
+        cache (filled when the store is built, as a user's is by their first fit)."""
         return {
             **os.environ,
             **ENV,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MONITORING_OUTBOX": str(self.workdir / "outbox"),
+            "MONITORING_REFERENCE_CACHE": str(self.workdir / "references"),
         }
 
 

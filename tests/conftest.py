@@ -44,6 +44,14 @@ def _outbox(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _reference_cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own cache of stored references (never the user's)."""
+    folder = tmp_path_factory.mktemp("references")
+    monkeypatch.setenv("MONITORING_REFERENCE_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite tracking store, for clients and MLflow's fluent API alike; cwd moves

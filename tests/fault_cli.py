@@ -23,9 +23,10 @@ def _pause(marker: str) -> None:
 
 def _stop_at(point: str, marker: str) -> None:
     if point == "pass":
+        import monitoring.evaluation.batch as batch
         import monitoring.track.pipeline as pipeline
 
-        evaluate = pipeline.evaluate
+        evaluate = batch.evaluate
 
         def paused_evaluate(*args, **kwargs):  # noqa: ANN002, ANN003
             def progress(rows: int) -> None:
@@ -34,7 +35,8 @@ def _stop_at(point: str, marker: str) -> None:
 
             return evaluate(*args, **{**kwargs, "progress": progress})
 
-        pipeline.evaluate = paused_evaluate
+        # in this process, and in the child that evaluates early (track/early_evaluation.py)
+        pipeline.evaluate = batch.evaluate = paused_evaluate
     elif point == "logging":
         from mlflow import MlflowClient
 

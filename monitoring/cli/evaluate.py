@@ -105,10 +105,7 @@ def evaluate(
 ) -> None:
     """Evaluate the batch SOURCE into one MLflow run (the help text is `help=` above)."""
     from monitoring.collect.sources import mask_url, parse_params
-    from monitoring.track.description import degraded_lines, terminal_table
-    from monitoring.track.experiments import runs_page
-    from monitoring.track.pipeline import evaluate_and_log
-    from monitoring.track.references import is_reference_id
+    from monitoring.track import early_evaluation
 
     config = build_config(config_path, chunk_size=chunk_size, **roles)
     bound = parse_params(params)
@@ -122,20 +119,45 @@ def evaluate(
         params=bound,
     )
     spark = engine == "spark"
-    logged = evaluate_and_log(
-        read,
-        reference=reference,
-        config=config,
-        batch_id=batch_id,
-        model_uri=model_uri,
-        model_name=model_name,
-        model_version=model_version,
-        query=None if spark else query,
-        params=None if spark else bound,
-        replace=replace,
-        run_id=os.environ.get("MLFLOW_RUN_ID"),
-        progress=progress_printer("batch"),
-    )
+    early = None  # the batch evaluated in a child while MLflow is imported and the store opened
+    if early_evaluation.available(
+        reference, config, engine=engine, replace=replace, model_uri=model_uri
+    ):
+        early = early_evaluation.start(
+            read,
+            reference,
+            config,
+            batch_id=batch_id,
+            query=query,
+            params=bound,
+            model_uri=model_uri,
+            progress=progress_printer("batch"),
+        )
+    from monitoring.track.description import degraded_lines, terminal_table
+    from monitoring.track.experiments import runs_page
+    from monitoring.track.pipeline import evaluate_and_log
+    from monitoring.track.references import is_reference_id
+
+    try:
+        logged = evaluate_and_log(
+            read,
+            reference=reference,
+            config=config,
+            batch_id=batch_id,
+            model_uri=model_uri,
+            model_name=model_name,
+            model_version=model_version,
+            query=None if spark else query,
+            params=None if spark else bound,
+            replace=replace,
+            run_id=os.environ.get("MLFLOW_RUN_ID"),
+            progress=progress_printer("batch"),
+            early=early,
+        )
+    finally:
+        if early is not None:
+            early.cancel()
+            early.cleanup()
     report = logged.report
     if sys.stderr.isatty():
         click.echo("", err=True)

@@ -69,14 +69,17 @@ def render_batch_run(
     plot_top_features: int,
     plots: str = "all",
     recent: pd.DataFrame | None = None,
+    drawn: Path | None = None,
 ) -> dict[str, Any]:
     """Write the artifacts into `folder` (plots, tables, profile; the worst samples also as
     the JSON table that `log_table` writes; `report.html`, with `recent`, the version's
-    earlier batch runs, as its trend) and return the rest of the run's content."""
+    earlier batch runs, as its trend) and return the rest of the run's content. `drawn`:
+    the plots, already drawn into that folder (`track/early_evaluation.py`)."""
     keys = key_map([c.column for c in report.columns])
     folder.mkdir(parents=True, exist_ok=True)
-    drawn = plots == "all" or (plots == "findings" and report.status != "ok")
-    _write_artifacts(report, folder, keys, plot_top_features if drawn else None)
+    plotted = plots == "all" or (plots == "findings" and report.status != "ok")
+    top = plot_top_features if plotted else None
+    _write_artifacts(report, folder, keys, top, drawn if plotted else None)
     # Paged, sortable tables in the UI's artifact view (what `MlflowClient.log_table` writes).
     _table_ready(_readable_order(report.drift_table)).to_json(
         folder / DRIFT_TABLE_FILE, orient="split", index=False, date_format="iso"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -177,9 +178,14 @@ def _params(report: BatchReport, model: ModelInfo, batch_id: str, config: Mappin
 
 
 def _write_artifacts(
-    report: BatchReport, folder: Path, keys: Mapping[str, str], top: int | None
+    report: BatchReport,
+    folder: Path,
+    keys: Mapping[str, str],
+    top: int | None,
+    drawn: Path | None = None,
 ) -> None:
-    """The tables, and the plots unless `top` is None (`evaluation.plots`)."""
+    """The tables, and the plots unless `top` is None (`evaluation.plots`); `drawn`: a
+    folder where `draw_plots` already drew them (`track/early_evaluation.py`)."""
     report.drift_table.to_csv(folder / "drift.csv", index=False)
     report.worst_samples.to_csv(folder / "worst_samples.csv", index=False)
     if len(report.worst_samples) > LARGE_TABLE_ROWS:
@@ -198,11 +204,13 @@ def _write_artifacts(
     changed = {name: key for name, key in keys.items() if name != key}
     if changed:
         (folder / "feature_keys.json").write_text(json.dumps(changed, indent=1), encoding="utf-8")
-    if top is not None:
-        _write_plots(report, folder / "plots", keys, top)
+    if top is not None and drawn is not None:
+        shutil.copytree(drawn, folder / "plots")
+    elif top is not None:
+        draw_plots(report, folder / "plots", keys, top)
 
 
-def _write_plots(report: BatchReport, plots: Path, keys: Mapping[str, str], top: int) -> None:
+def draw_plots(report: BatchReport, plots: Path, keys: Mapping[str, str], top: int) -> None:
     """The drift overview, the worst samples, and the distributions of the columns that
     drifted or have a data-quality finding (the `top` most drifted): a batch without a
     finding has nothing more to show than the overview, and each plot costs 0.1-0.2 s."""

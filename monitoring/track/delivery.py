@@ -100,6 +100,7 @@ def _render(
     data: dict,
     config: MonitoringConfig,
     known: KnownBatches,
+    drawn: Path | None = None,
 ) -> dict:
     content = render_batch_run(
         report,
@@ -110,6 +111,7 @@ def _render(
         plot_top_features=config.evaluation.plot_top_features,
         plots=config.evaluation.plots,
         recent=known.frame(),
+        drawn=drawn,
     )
     return {**data, **content, "judged": True}
 
@@ -126,10 +128,12 @@ def deliver(
     run_id: str | None = None,
     known: KnownBatches | None = None,
     lease: VersionLease | None = None,
+    drawn: Path | None = None,
 ) -> Delivered:
     """Judge, keep in the outbox, log, and forget (see the module docstring). `known`:
     the version's batch runs as this process knows them (read once when not given);
-    `lease`: the version's lock held across a loop's batches (`VersionLease`)."""
+    `lease`: the version's lock held across a loop's batches (`VersionLease`); `drawn`:
+    the report's plots, already drawn there (`track/early_evaluation.py`)."""
     outbox = outbox_folder(config.tracking.outbox)
     entry_id = new_entry_id()
     data = _entry_data(
@@ -154,7 +158,9 @@ def deliver(
         entry = commit_entry(folder, data, unjudged=(report, config))
         raise _not_logged(entry, error, client.tracking_uri) from error
     folder = staging_folder(outbox, entry_id)
-    entry = commit_entry(folder, _render(report, folder / "artifacts", data, config, known))
+    entry = commit_entry(
+        folder, _render(report, folder / "artifacts", data, config, known, drawn)
+    )
     try:
         published = publish(
             client, entry, stale_after=config.tracking.stale_after, known=known, lease=lease

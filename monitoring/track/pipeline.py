@@ -29,6 +29,7 @@ from monitoring.track import (
 from monitoring.track.batch_run import duplicate_error, find_batch_runs, ignored_in_previous
 from monitoring.track.bounds import bounded_requests
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.early_evaluation import EarlyEvaluation
 from monitoring.track.experiments import mark_failed
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.references import REFERENCE_ID, is_reference_id
@@ -57,6 +58,7 @@ class LoggedEvaluation:
     model: ModelInfo
     batch_id: str
     experiment_id: str = ""
+    early: bool = False  # evaluated in a forked process while the store was opened
 
     def description(self) -> str:
         """The run's description in Markdown, as the MLflow UI shows it."""
@@ -112,6 +114,7 @@ def evaluate_and_log(
     progress: Callable[[int], None] | None = None,
     dataset_tests: Sequence[DatasetDrift] = (),
     known: KnownBatches | None = None,
+    early: EarlyEvaluation | None = None,
 ) -> LoggedEvaluation:
     """Evaluate `batch` and log one run for it. Nothing is logged when evaluation fails.
 
@@ -126,6 +129,8 @@ def evaluate_and_log(
     `dataset_tests` (such as `monitoring.embedding_drift`) join the batch verdict and are
     logged as `drift/dataset/<method>`. `known` (`KnownBatches`) keeps the version's batch
     runs between calls, so that a loop over batches reads them from the store once.
+    `early`: the same evaluation already running in a forked process
+    (`track/early_evaluation.py`), whose report is used when it is of this reference.
 
     The finished evaluation is kept in the local outbox until its run is FINISHED: when
     the store fails, NotLoggedError says where, and `sync_outbox` logs it later
@@ -157,18 +162,23 @@ def evaluate_and_log(
         ignored = (
             ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
         )
-    report = evaluate(
-        batch,
-        fitted,
-        config=config,
-        model=model if model is not None else model_uri,
-        batch_id=batch_id,
-        query=query,
-        params=params,
-        progress=progress,
-        ignored_samples=ignored,
-        dataset_tests=dataset_tests,
-    )
+    made = early.result() if early is not None else None
+    if made is not None and made.report.reference_id == fitted.id:
+        report, drawn = made.report, made.plots
+    else:
+        drawn = None
+        report = evaluate(
+            batch,
+            fitted,
+            config=config,
+            model=model if model is not None else model_uri,
+            batch_id=batch_id,
+            query=query,
+            params=params,
+            progress=progress,
+            ignored_samples=ignored,
+            dataset_tests=dataset_tests,
+        )
     batch_id = batch_id or f"{report.source_name}-{report.batch_digest[:8]}"
     try:
         delivered = deliver(
@@ -181,6 +191,7 @@ def evaluate_and_log(
             replace=replace,
             run_id=run_id,
             known=known,
+            drawn=drawn,
         )
     except DuplicateBatchError as error:
         if run_id is not None:  # the `mlflow run` run says why it holds nothing
@@ -196,6 +207,7 @@ def evaluate_and_log(
         info,
         batch_id,
         delivered.experiment_id,
+        early=made is not None and report is made.report,
     )
 
 

@@ -13,6 +13,7 @@ from monitoring.measure.reference import Reference
 from monitoring.measure.reference_files import load_reference_files, save_reference
 from monitoring.track import tags
 from monitoring.track.experiments import all_experiments, experiment_id, mark_failed
+from monitoring.track.reference_cache import cached_reference, keep, keep_files
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,6 +44,7 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
     """
     existing = find_reference_run(client, reference.id)
     if existing:
+        keep(reference)  # the same numbers (the id is their digest): cached for evaluations
         return existing
     from mlflow.entities import Metric, Param, RunTag
 
@@ -56,6 +58,7 @@ def log_reference(client: MlflowClient, reference: Reference, *, run_id: str | N
         with tempfile.TemporaryDirectory() as folder:
             save_reference(reference, folder)
             client.log_artifacts(run_id, folder, ARTIFACT_DIR)
+            keep_files(reference.id, folder)
         params = [
             Param("reference.id", reference.id),
             Param("reference.source", reference.source[:6000]),
@@ -136,6 +139,11 @@ def load_reference(client: MlflowClient, reference_id: str) -> Reference:
             f"{mask_url(client.tracking_uri)}; fit one with "
             "`monitoring reference fit SOURCE`"
         )
+    cached = cached_reference(reference_id)  # logged in this store, and checked by digest
+    if cached is not None:
+        return cached
     with tempfile.TemporaryDirectory() as folder:
         local = client.download_artifacts(run_id, ARTIFACT_DIR, folder)
-        return load_reference_files(local)
+        reference = load_reference_files(local)
+        keep_files(reference_id, local)
+        return reference
