@@ -17,11 +17,15 @@ partitions not reached are reported `not run`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.collect.partitions import Partition
@@ -38,6 +42,7 @@ from monitoring.track.batch_run import ignored_in_previous
 from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.delivery import deliver, reachable
+from monitoring.track.early_evaluation import draw_ahead
 from monitoring.track.experiments import experiment_id
 from monitoring.track.history_runs import write_history_table
 from monitoring.track.known_batches import KnownBatches
@@ -157,6 +162,9 @@ def backfill(
             if result.outcome == FAILED and result.error.startswith("store: "):
                 stopped = result.error
             report(number, result)
+        if ahead is not None:  # evaluated, never delivered (the loop stopped): its plots
+            with contextlib.suppress(Exception):
+                shutil.rmtree(ahead.result().folder, ignore_errors=True)
         if to_run and not stopped:  # under the lock: the table matches the history run
             experiment_key = experiment_id(client, experiment)
             write_history_table(client, experiment_key, info.name, info.version, known.frame())
@@ -173,6 +181,16 @@ def backfill(
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    """A partition's report, the temporary folder of its plots, and the plots (None: not
+    drawn ahead)."""
+
+    report: BatchReport
+    folder: Path
+    plots: Path | None
+
+
+@dataclass(frozen=True)
 class _Context:
     """What every partition of a backfill shares."""
 
@@ -185,14 +203,15 @@ class _Context:
     known: KnownBatches
     lease: VersionLease
 
-    def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> BatchReport:
-        """The partition's report (in the worker thread: no store access but reading)."""
+    def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> Evaluated:
+        """The partition's report and its plots (in the worker thread: no store access but
+        reading), drawn there while the main thread logs the partition before it."""
         ignored = (
             ignored_in_previous(self.client, self.experiment, self.info, batch_id)
             if replace
             else ()
         )
-        return evaluate(
+        report = evaluate(
             partition.source,
             self.reference,
             config=self.config,
@@ -200,17 +219,21 @@ class _Context:
             batch_id=batch_id,
             ignored_samples=ignored,
         )
+        folder = Path(tempfile.mkdtemp(prefix="monitoring-plots-"))
+        drawn = draw_ahead(report, self.config, folder / "plots")
+        return Evaluated(report, folder, folder / "plots" if drawn else None)
 
     def deliver(
         self, partition: Partition, batch_id: str, future: Future, *, replace: bool
     ) -> BackfillResult:
         """Judge and log the evaluated partition (`deliver`); what happened to it."""
         label = partition.label
+        evaluated = None
         try:
-            report = future.result()
+            evaluated = future.result()
             delivered = deliver(
                 self.client,
-                report,
+                evaluated.report,
                 model=self.info,
                 batch_id=batch_id,
                 experiment=self.experiment,
@@ -218,6 +241,7 @@ class _Context:
                 replace=replace and batch_id in self.known.batch_ids(),
                 known=self.known,
                 lease=self.lease,
+                drawn=evaluated.plots,
             )
         except EmptyBatchError:
             return BackfillResult(label, batch_id, EMPTY, error="no rows")
@@ -225,6 +249,9 @@ class _Context:
             return BackfillResult(label, batch_id, FAILED, error=f"store: {error}")
         except MonitoringError as error:
             return BackfillResult(label, batch_id, FAILED, error=str(error))
+        finally:
+            if evaluated is not None:
+                shutil.rmtree(evaluated.folder, ignore_errors=True)
         report = delivered.report
         return BackfillResult(
             label,
