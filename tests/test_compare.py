@@ -72,6 +72,10 @@ def _check_series(uri: str, logged) -> None:
     summary = result.summary.set_index("metric").loc["drift/dataset/drift"]
     assert summary["first_alert"] == expected_first
     assert summary["share_drifted_batches"] == pytest.approx(4 / 7)
+    # version-level figures are not repeated on every metric's row
+    others = result.summary[result.summary["metric"] != "drift/dataset/drift"]
+    assert others["share_drifted_batches"].isna().all()
+    assert set(others["first_alert"]) == {""}  # the only rule is on drift/dataset/drift
     assert "drift/x/psi" in result.metrics  # chief statistic of the drifted feature
     assert "perf/accuracy" in result.metrics
 

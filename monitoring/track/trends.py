@@ -187,14 +187,21 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def summarize(trend: pd.DataFrame, metrics: Sequence[str], alerts: pd.DataFrame) -> pd.DataFrame:
-    """Per (version, metric): batches, mean, last, slope per batch, share drifted, first alert."""
+    """Per (version, metric): batches, mean, last, slope per batch; `first_alert`, the first
+    batch where a rule on that metric alerted; `share_drifted_batches` on the
+    `drift/dataset/drift` row only (a figure of the version, not of each metric)."""
     rows = []
     for version in versions_in_order(trend):
         part = trend[trend["model_version"] == version]
         drifted = part[DRIFT_FLAG].mean() if DRIFT_FLAG in part else float("nan")
         version_alerts = alerts[(alerts["model_version"] == version) & alerts["alert"]]
-        first = version_alerts.sort_values("batch_seq")["batch_id"].head(1).tolist()
         for metric in metrics:
+            first = (
+                version_alerts[version_alerts["metric"] == metric]
+                .sort_values("batch_seq")["batch_id"]
+                .head(1)
+                .tolist()
+            )
             values = part[metric].to_numpy(dtype=float)
             rows.append(
                 {
@@ -204,7 +211,7 @@ def summarize(trend: pd.DataFrame, metrics: Sequence[str], alerts: pd.DataFrame)
                     "mean": float(np.nanmean(values)) if np.any(~np.isnan(values)) else np.nan,
                     "last": values[~np.isnan(values)][-1] if np.any(~np.isnan(values)) else np.nan,
                     "slope_per_batch": _slope(part["batch_seq"].to_numpy(dtype=float), values),
-                    "share_drifted_batches": drifted,
+                    "share_drifted_batches": drifted if metric == DRIFT_FLAG else np.nan,
                     "first_alert": first[0] if first else "",
                 }
             )
