@@ -106,6 +106,9 @@ def test_metric_plot_has_one_line_per_version_with_gaps(trend):
     assert [line.get_label() for line in lines] == ["version 1", "version 2"]
     np.testing.assert_array_equal(lines[1].get_ydata(), COLUMNS["2"][SHARE])
     assert ax.get_title() == SHARE
+    # where two versions give the same values, the later one's dashes show the earlier's line
+    assert lines[0].get_linestyle() == "-" and lines[1].get_linestyle() == "--"
+    assert lines[0].get_linewidth() > lines[1].get_linewidth()
 
 
 def test_metric_plot_markers_are_coloured_by_status_and_skip_nan(trend):

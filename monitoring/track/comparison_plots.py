@@ -43,6 +43,7 @@ STATUS_COLORS = {"ok": "#2ca02c", "drift": "#ff7f0e", "alert": DRIFT_COLOR}
 """Marker colour per batch status; the legend always lists all three."""
 UNKNOWN_STATUS_COLOR = "#c7c7c7"
 VERSION_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22")
+VERSION_STYLES = ("-", "--", ":", "-.")  # a later version dashed over an earlier one
 """Line colour per model version, cycled; free of the status colours."""
 MAX_LABELLED_BATCHES = 20
 """Up to this many batches every tick is labelled with its batch id; beyond, about 10 are."""
@@ -117,7 +118,15 @@ def plot_metric_over_batches(
     for i, (version, rows) in enumerate(_versions(trend)):
         color = VERSION_COLORS[i % len(VERSION_COLORS)]
         x, y = rows["batch_seq"].to_numpy(float), rows[metric].to_numpy(float)
-        (line,) = ax.plot(x, y, color=color, gid="version", label=f"version {version}")
+        (line,) = ax.plot(
+            x,
+            y,
+            color=color,
+            linestyle=VERSION_STYLES[i % len(VERSION_STYLES)],  # visible where lines overlap
+            linewidth=2.4 if i == 0 else 1.6,
+            gid="version",
+            label=f"version {version}",
+        )
         handles.append(line)
         present = ~np.isnan(y)
         status = [STATUS_COLORS.get(s, UNKNOWN_STATUS_COLOR) for s in rows["status"]]
