@@ -250,17 +250,18 @@ def test_a_lease_holds_the_version_lock_across_batches_then_frees_it(tracking_ur
 def test_a_backfill_writes_the_history_table_once_at_its_end(
     tracking_uri, client, database, reference_csv, monkeypatch
 ):
-    from monitoring.track import history_runs
+    from monitoring.track import history_runs, history_table
     from monitoring.track.history_table import read_for_compare
 
     uploads = []
-    original = history_runs.upload_table
+    original = history_table.upload_table
 
     def counted(*args, **kwargs):
         uploads.append(args[1])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(history_runs, "upload_table", counted)
+    for module in (history_runs, history_table):  # per batch, and at the end
+        monkeypatch.setattr(module, "upload_table", counted)
     result = _backfill(database, reference_csv, "--from", 1, "--to", DAYS)
     assert result.exit_code == 0, result.output
     assert len(uploads) == 1  # not once per batch

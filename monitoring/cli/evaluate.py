@@ -130,7 +130,6 @@ def evaluate(
             batch_id=batch_id,
             query=query,
             params=bound,
-            model_uri=model_uri,
             progress=progress_printer("batch"),
         )
     from monitoring.track.description import degraded_lines, terminal_table

@@ -20,6 +20,7 @@ from monitoring.track.batch_run import (
     _table_ready,
     _write_artifacts,
     metrics_of,
+    plots_wanted,
     run_name,
 )
 from monitoring.track.description import markdown_summary
@@ -77,7 +78,7 @@ def render_batch_run(
     the plots, already drawn into that folder (`track/early_evaluation.py`)."""
     keys = key_map([c.column for c in report.columns])
     folder.mkdir(parents=True, exist_ok=True)
-    plotted = plots == "all" or (plots == "findings" and report.status != "ok")
+    plotted = plots_wanted(plots, report.status)
     top = plot_top_features if plotted else None
     _write_artifacts(report, folder, keys, top, drawn if plotted else None)
     # Paged, sortable tables in the UI's artifact view (what `MlflowClient.log_table` writes).

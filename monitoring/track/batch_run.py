@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -60,7 +60,7 @@ def run_name(model: ModelInfo, batch_id: str) -> str:
 
 
 def performance_metrics(
-    performance: Mapping[str, float], tests: Sequence[Any]
+    performance: Mapping[str, float], tests: Sequence[PerformanceTest]
 ) -> dict[str, float]:
     """`perf/<metric>` and, per test against the reference's own performance,
     `perf/<metric>_reference`, `_drop`, `_adjusted_pvalue`, `_degraded`, and
@@ -208,6 +208,11 @@ def _write_artifacts(
         shutil.copytree(drawn, folder / "plots")
     elif top is not None:
         draw_plots(report, folder / "plots", keys, top)
+
+
+def plots_wanted(mode: str, status: str) -> bool:
+    """Whether a batch run of this status gets plots under `evaluation.plots` = `mode`."""
+    return mode == "all" or (mode == "findings" and status != "ok")
 
 
 def draw_plots(report: BatchReport, plots: Path, keys: Mapping[str, str], top: int) -> None:

@@ -159,9 +159,9 @@ def with_links(
     is known: its one-page report, the registered model version, the version's runs."""
     from urllib.parse import quote
 
-    from monitoring.track.experiments import view_route
+    from monitoring.track.experiments import report_route, view_route
 
-    links = [f"[report.html](#/experiments/{experiment_id}/runs/{run_id}/artifacts/report.html)"]
+    links = [f"[report.html](#/{report_route(experiment_id, run_id)})"]
     if version is not None:
         links.append(f"[{model} version {version}](#/models/{quote(model)}/versions/{version})")
     links.append(

@@ -145,7 +145,6 @@ def start(
     batch_id: str | None,
     query: str | None,
     params: Mapping[str, object] | None,
-    model_uri: str | None,
     progress: Callable[[int], None] | None = None,
 ) -> EarlyEvaluation:
     """Fork the child that evaluates `source` against the cached reference `reference_id`."""
@@ -161,7 +160,6 @@ def start(
         "batch_id": batch_id,
         "query": query,
         "params": params,
-        "model_uri": model_uri,
         "progress": progress,
         "folder": folder,
     }
@@ -207,7 +205,6 @@ def _evaluate(job: dict[str, Any]) -> BatchReport:
         job["source"],
         reference,
         config=job["config"],
-        model=job["model_uri"],
         batch_id=job["batch_id"],
         query=job["query"],
         params=job["params"],
@@ -220,11 +217,10 @@ def draw_ahead(report: BatchReport, config: MonitoringConfig, folder: Path) -> b
     alone tells (whether any were drawn): with `plots = "findings"` a batch whose own
     status is ok gets none (judging it against the earlier batches may still raise it;
     rendering then draws them). Used before the run is rendered, where a core is free."""
-    from monitoring.track.batch_run import draw_plots
+    from monitoring.track.batch_run import draw_plots, plots_wanted
     from monitoring.track.keys import key_map
 
-    mode = config.evaluation.plots
-    if mode == "none" or (mode == "findings" and report.status == "ok"):
+    if not plots_wanted(config.evaluation.plots, report.status):
         return False
     keys = key_map([c.column for c in report.columns])
     draw_plots(report, folder, keys, config.evaluation.plot_top_features)

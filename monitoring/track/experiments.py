@@ -112,6 +112,11 @@ def view_route(experiment: str) -> str:
     )
 
 
+def report_route(experiment: str, run_id: str) -> str:
+    """The route (after `#/`) of a batch run's `report.html` in MLflow's artifact viewer."""
+    return f"experiments/{experiment}/runs/{run_id}/artifacts/report.html"
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The id of experiment `name`, created if missing (a concurrent creation is fine),
     with `mlflow.experimentKind` and a description (`experiment_description`); an older

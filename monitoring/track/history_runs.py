@@ -24,7 +24,12 @@ from monitoring.track import tags
 from monitoring.track.batch_run import quote_value
 from monitoring.track.bounds import is_unreachable
 from monitoring.track.history import read_batch_runs
-from monitoring.track.history_table import HISTORY_DIGEST, TABLE_DIGEST, upload_table
+from monitoring.track.history_table import (
+    HISTORY_DIGEST,
+    TABLE_DIGEST,
+    replace_table,
+    upload_table,
+)
 from monitoring.track.trends import (
     DATASET_PREFIX,
     ESTIMATE_BOUND_SUFFIXES,
@@ -252,8 +257,7 @@ def write_history_table(
         if parent.data.tags.get(HISTORY_DIGEST) != digest:
             return False
         if parent.data.tags.get(TABLE_DIGEST) != digest:
-            upload_table(client, parent.info.run_id, runs)
-            client.set_tag(parent.info.run_id, TABLE_DIGEST, digest)
+            replace_table(client, parent.info.run_id, runs, digest)
     except Exception as error:  # the store's errors only: a bug here still raises
         if isinstance(error, MlflowException) or is_unreachable(error):
             return False
@@ -265,10 +269,9 @@ def history_description(runs: pd.DataFrame, last: int = 10) -> str:
     """The history run's description: what its charts show, how to read dates off them,
     and its last batches with their step, time and status (`runs`: ordered, with
     `batch_seq`)."""
-    first = runs.iloc[0]
-    model = f"{first['model_version']}"
     lines = [
-        f"Drift and performance of version {model} over its {len(runs):,} batches, one "
+        f"Drift and performance of version {runs['model_version'].iloc[0]} over its "
+        f"{len(runs):,} batches, one "
         "point per batch: step = the batch's sequence number, and each point's time is the "
         "batch's time, so a chart's X axis set to *Time (wall)* (the gear above the charts) "
         "shows dates.",

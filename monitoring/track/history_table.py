@@ -29,6 +29,7 @@ from monitoring.track.experiments import all_experiments
 from monitoring.track.history import (
     BASE_COLUMNS,
     batch_runs_filter,
+    iter_runs,
     read_batch_runs,
 )
 
@@ -57,6 +58,14 @@ def upload_table(client: MlflowClient, run_id: str, runs: pd.DataFrame) -> None:
         client.log_artifact(run_id, str(path))
 
 
+def replace_table(client: MlflowClient, run_id: str, runs: pd.DataFrame, digest: str) -> None:
+    """Rewrite the table of a history run built from `digest`'s batch runs: marked stale
+    while it is written, current after, so a kill in between never leaves it wrong."""
+    client.set_tag(run_id, TABLE_DIGEST, "")
+    upload_table(client, run_id, runs)
+    client.set_tag(run_id, TABLE_DIGEST, digest)
+
+
 @dataclass(frozen=True)
 class VersionRuns:
     """One version's batch runs for `compare`, and where they were read from."""
@@ -70,24 +79,14 @@ class VersionRuns:
 def history_runs_of(client: MlflowClient, experiment_ids: list[str], model_name: str) -> dict:
     """The newest FINISHED history run of each version of `model_name`, by version."""
     found: dict[str, Run] = {}
-    token = None
-    while True:
-        page = client.search_runs(
-            experiment_ids,
-            filter_string=(
-                f"tags.`{tags.KIND}` = '{tags.KIND_HISTORY}' and "
-                f"tags.`{tags.MODEL_NAME}` = '{quote_value(model_name)}' and "
-                "attributes.status = 'FINISHED'"
-            ),
-            max_results=1000,
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        for run in page:
-            found.setdefault(run.data.tags.get(tags.MODEL_VERSION, tags.UNVERSIONED), run)
-        token = page.token
-        if not token:
-            return found
+    query = (
+        f"tags.`{tags.KIND}` = '{tags.KIND_HISTORY}' and "
+        f"tags.`{tags.MODEL_NAME}` = '{quote_value(model_name)}' and "
+        "attributes.status = 'FINISHED'"
+    )
+    for run in iter_runs(client, experiment_ids, query):  # oldest first: the newest stays
+        found[run.data.tags.get(tags.MODEL_VERSION, tags.UNVERSIONED)] = run
+    return found
 
 
 def _newest_batch_run(client: MlflowClient, ids: list[str], model_name: str, version: str):

@@ -321,12 +321,10 @@ def _rewrite_table(client: MlflowClient, history: Run, runs: pd.DataFrame) -> No
     """The history table from the batch runs as they are now (their figures and statuses
     changed), when it was current before; a stale one stays stale."""
     from monitoring.track.history_runs import history_digest
-    from monitoring.track.history_table import HISTORY_DIGEST, TABLE_DIGEST, upload_table
+    from monitoring.track.history_table import HISTORY_DIGEST, TABLE_DIGEST, replace_table
 
     digest = history.data.tags.get(HISTORY_DIGEST)
     current = digest == history_digest(runs["run_id"].tolist())
     if current and history.data.tags.get(TABLE_DIGEST) == digest:
-        client.set_tag(history.info.run_id, TABLE_DIGEST, "")  # stale while it is rewritten
-        upload_table(client, history.info.run_id, runs)
-        client.set_tag(history.info.run_id, TABLE_DIGEST, digest)
+        replace_table(client, history.info.run_id, runs, digest)
 

@@ -163,7 +163,8 @@ def evaluate_and_log(
             ignored_in_previous(client, experiment, info, batch_id) if replace and batch_id else ()
         )
     made = early.result() if early is not None else None
-    if made is not None and made.report.reference_id == fitted.id:
+    used_early = made is not None and made.report.reference_id == fitted.id
+    if used_early:
         report, drawn = made.report, made.plots
     else:
         drawn = None
@@ -207,7 +208,7 @@ def evaluate_and_log(
         info,
         batch_id,
         delivered.experiment_id,
-        early=made is not None and report is made.report,
+        early=used_early,
     )
 
 

@@ -14,10 +14,10 @@ renamed when complete. Nothing here talks to MLflow.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from monitoring.errors import MonitoringError
@@ -58,8 +58,8 @@ def is_cached(reference_id: str) -> bool:
     return _safe(reference_id) and (cache_folder() / reference_id).is_dir()
 
 
-def keep_files(reference_id: str, files: str | Path) -> None:
-    """Copy a reference's files (as `save_reference` wrote them) into the cache. Best
+def _install(reference_id: str, write: Callable[[Path], object]) -> None:
+    """`write` the reference's files into a dot-folder, then rename it into place. Best
     effort: a cache that cannot be written only costs the next evaluation some time."""
     if not _safe(reference_id) or is_cached(reference_id):
         return
@@ -67,26 +67,19 @@ def keep_files(reference_id: str, files: str | Path) -> None:
     staging = root / f".{reference_id}-{uuid.uuid4().hex[:8]}"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(files, staging)
+        write(staging)
         os.replace(staging, root / reference_id)
     except OSError:
         pass  # another process cached it first, or the disk refused
     finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def keep_files(reference_id: str, files: str | Path) -> None:
+    """Copy a reference's files (as `save_reference` wrote them) into the cache."""
+    _install(reference_id, lambda staging: shutil.copytree(files, staging))
 
 
 def keep(reference: Reference) -> None:
     """Cache a reference held in memory (one just fitted)."""
-    if is_cached(reference.id):
-        return
-    root = cache_folder()
-    staging = root / f".{reference.id}-{uuid.uuid4().hex[:8]}-files"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        save_reference(reference, staging)
-        keep_files(reference.id, staging)
-    except OSError:
-        pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    _install(reference.id, lambda staging: save_reference(reference, staging))

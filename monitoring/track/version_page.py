@@ -17,7 +17,7 @@ import pandas as pd
 
 from monitoring.track import tags
 from monitoring.track.bounds import is_unreachable
-from monitoring.track.experiments import view_route
+from monitoring.track.experiments import report_route, view_route
 from monitoring.track.known_batches import KnownBatches
 from monitoring.track.registry import ModelInfo
 
@@ -44,7 +44,7 @@ def version_section(
         return "\n".join([*lines, f"No batch evaluated yet. [Runs]({runs_link})"])
     ordered = runs.sort_values(["batch_time", "start_time"])
     last = ordered.iloc[-1]
-    report = f"#/experiments/{experiment_id}/runs/{last['run_id']}/artifacts/report.html"
+    report = f"#/{report_route(experiment_id, str(last['run_id']))}"
     counts = ordered["status"].value_counts()
     by_status = ", ".join(f"{n} {status}" for status, n in counts.items())
     when = f"{pd.Timestamp(last['batch_time']):%Y-%m-%d %H:%M}"
