@@ -98,6 +98,14 @@ def make_frame(n: int, *, seed: int, shift: float = 0.0) -> pd.DataFrame:
 
 
 @pytest.fixture
+def reference_csv(tmp_path) -> str:
+    """A 1,000-row reference (`make_frame`, seed 99) as a CSV file."""
+    path = tmp_path / "reference.csv"
+    make_frame(1_000, seed=99).to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture
 def reference_frame() -> pd.DataFrame:
     return make_frame(2000, seed=1)
 

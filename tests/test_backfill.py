@@ -48,13 +48,6 @@ def database(tmp_path) -> str:
     return url
 
 
-@pytest.fixture
-def reference_csv(tmp_path) -> str:
-    path = tmp_path / "reference.csv"
-    make_frame(1_000, seed=99).to_csv(path, index=False)
-    return str(path)
-
-
 def _run(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 

@@ -13,7 +13,7 @@ from conftest import make_frame
 from mlflow import MlflowClient
 
 from monitoring.cli.main import main
-from monitoring.track import early_evaluation
+from monitoring.track import early_evaluation, forked
 from monitoring.track.reference_cache import cache_folder, cached_reference, is_cached
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the early path forks: Linux")
@@ -26,7 +26,7 @@ DIFFERENT = {"data/seconds", "data/rows_per_second"}
 def _torch_imported_elsewhere(monkeypatch):
     """Other test modules import PyTorch, which turns the early path off (a command-line
     process has not imported it when it forks); these tests never run a model."""
-    monkeypatch.setattr(early_evaluation, "UNSAFE_AFTER_FORK", ())
+    monkeypatch.setattr(forked, "UNSAFE_AFTER_FORK", ())
 
 
 def _cli(*args: object):
@@ -85,7 +85,7 @@ def test_the_early_run_is_the_one_process_run(tracking_uri, stored, started, mon
     reference_id, batch = stored
     client = MlflowClient(tracking_uri)
     with monkeypatch.context() as off:
-        off.setenv(early_evaluation.ENV, "0")
+        off.setenv(forked.ENV, "0")
         plain = _evaluate(reference_id, batch, "plain", "--config", _all_plots(batch.parent))
     assert plain.exit_code == 0, plain.output
     assert started == []
@@ -119,7 +119,7 @@ def test_bad_data_gives_the_one_process_error(stored, started, monkeypatch, tmp_
     make_frame(300, seed=5).drop(columns=["size"]).to_csv(tmp_path / "bad.csv", index=False)
     early = _evaluate(reference_id, tmp_path / "bad.csv", "bad-1")
     with monkeypatch.context() as off:
-        off.setenv(early_evaluation.ENV, "0")
+        off.setenv(forked.ENV, "0")
         plain = _evaluate(reference_id, tmp_path / "bad.csv", "bad-2")
     assert len(started) == 1 and "size" in started[0].outcome  # the child failed first
     assert early.exit_code == plain.exit_code != 0
@@ -158,7 +158,7 @@ def test_a_stuck_child_is_killed_and_the_batch_evaluated_in_process(
     import time
 
     reference_id, batch = stored
-    monkeypatch.setattr(early_evaluation, "IDLE_S", 1.0)
+    monkeypatch.setattr(forked, "IDLE_S", 1.0)
     monkeypatch.setattr(early_evaluation, "_evaluate", lambda job: time.sleep(3600))
 
     result = _evaluate(reference_id, batch, "stuck")
@@ -169,7 +169,7 @@ def test_a_stuck_child_is_killed_and_the_batch_evaluated_in_process(
 
 def test_pytorch_in_the_process_keeps_the_evaluation_in_it(stored, started, monkeypatch):
     reference_id, batch = stored
-    monkeypatch.setattr(early_evaluation, "UNSAFE_AFTER_FORK", ("torch",))
+    monkeypatch.setattr(forked, "UNSAFE_AFTER_FORK", ("torch",))
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch") or object())
     assert _evaluate(reference_id, batch, "with-torch").exit_code == 0
     assert started == []

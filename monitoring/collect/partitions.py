@@ -56,6 +56,7 @@ class PartitionSource:
         self._inner, self._outer = inner, outer
         self._where = f"{column} = {_text(value)}"
         self.read_ahead = getattr(inner, "read_ahead", False)
+        self.shares_connection = getattr(inner, "shares_connection", False)
 
     @property
     def name(self) -> str:

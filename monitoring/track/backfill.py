@@ -4,8 +4,9 @@ Starting to monitor a model that has been in production for a year means hundred
 past batches. `backfill` logs them in ascending partition order, each as
 `evaluate_and_log` would (so each run has its history step and its alerts, judged on the
 batches before it), sharing what one process can share: the client, the loaded reference
-and model, and the version's batch runs (`KnownBatches`, read once). The next partition
-is evaluated in a worker thread while one is logged. It is resumable: a
+and model, and the version's batch runs (`KnownBatches`, read once). The next partitions
+are evaluated while one is logged, in a forked child where that is safe
+(`track/backfill_ahead.py`). It is resumable: a
 partition whose batch id already has a finished run is skipped unless `replace`, so
 running it again after an interruption carries on where it stopped.
 
@@ -20,12 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.collect.partitions import Partition
@@ -37,12 +36,17 @@ from monitoring.errors import (
     NotLoggedError,
     TrackingUnreachableError,
 )
-from monitoring.evaluation.batch import evaluate
+from monitoring.track.backfill_ahead import (
+    Evaluated,
+    ProcessAhead,
+    ThreadAhead,
+    evaluate_partition,
+    forking_is_safe,
+)
 from monitoring.track.batch_run import ignored_in_previous
 from monitoring.track.claim import VersionLease
 from monitoring.track.client import make_client, resolve_tracking_uri
 from monitoring.track.delivery import deliver, reachable
-from monitoring.track.early_evaluation import draw_ahead
 from monitoring.track.experiments import experiment_id
 from monitoring.track.history_runs import write_history_table
 from monitoring.track.known_batches import KnownBatches
@@ -53,7 +57,6 @@ from monitoring.track.version_page import update_version_description
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from monitoring.evaluation.report import BatchReport
     from monitoring.measure.reference import Reference
 
 LOGGED, SKIPPED, EMPTY, FAILED, NOT_RUN = "logged", "skipped", "empty", "failed", "not run"
@@ -142,29 +145,24 @@ def backfill(
     for number in sorted(results):
         if progress is not None:
             progress(number + 1, len(partitions), results[number])
-    # Two stages: the next partition is evaluated in a worker thread while this one is
-    # judged and logged (which needs the batches before it, so logging stays in order).
-    with lease, ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill") as pool:
-        ahead: Future | None = None
+    # Two stages: the next partitions are evaluated (in a forked child, else a thread)
+    # while this one is judged and logged, which needs the batches before it, in order.
+    ahead = _evaluate_ahead(partitions, context, replace)
+    with lease, contextlib.closing(ahead):
         stopped = ""
         for index, (number, partition, batch_id) in enumerate(to_run):
             if stopped:
                 report(number, BackfillResult(partition.label, batch_id, NOT_RUN, error=stopped))
                 continue
             started = time.perf_counter()
-            future = ahead or pool.submit(context.evaluate, partition, batch_id, replace)
-            ahead = None
-            if index + 1 < len(to_run):
-                _, following, following_id = to_run[index + 1]
-                ahead = pool.submit(context.evaluate, following, following_id, replace)
+            for asked in to_run[index : index + 1 + ahead.depth]:  # in order
+                ahead.request(*asked)
+            future = ahead.take(number, partition, batch_id)
             result = context.deliver(partition, batch_id, future, replace=replace)
             result = dataclasses.replace(result, seconds=time.perf_counter() - started)
             if result.outcome == FAILED and result.error.startswith("store: "):
                 stopped = result.error
             report(number, result)
-        if ahead is not None:  # evaluated, never delivered (the loop stopped): its plots
-            with contextlib.suppress(Exception):
-                shutil.rmtree(ahead.result().folder, ignore_errors=True)
         if to_run and not stopped:  # under the lock: the table matches the history run
             experiment_key = experiment_id(client, experiment)
             write_history_table(client, experiment_key, info.name, info.version, known.frame())
@@ -181,16 +179,6 @@ def backfill(
 
 
 @dataclass(frozen=True)
-class Evaluated:
-    """A partition's report, the temporary folder of its plots, and the plots (None: not
-    drawn ahead)."""
-
-    report: BatchReport
-    folder: Path
-    plots: Path | None
-
-
-@dataclass(frozen=True)
 class _Context:
     """What every partition of a backfill shares."""
 
@@ -203,25 +191,17 @@ class _Context:
     known: KnownBatches
     lease: VersionLease
 
+    def ignored(self, batch_id: str) -> tuple[str, ...]:
+        """The samples notes marked anomaly-ignore on the batch's run (when replacing)."""
+        return ignored_in_previous(self.client, self.experiment, self.info, batch_id)
+
     def evaluate(self, partition: Partition, batch_id: str, replace: bool) -> Evaluated:
-        """The partition's report and its plots (in the worker thread: no store access but
-        reading), drawn there while the main thread logs the partition before it."""
-        ignored = (
-            ignored_in_previous(self.client, self.experiment, self.info, batch_id)
-            if replace
-            else ()
+        """The partition's report and its plots (here or in a worker thread: no store
+        access but reading)."""
+        ignored = self.ignored(batch_id) if replace else ()
+        return evaluate_partition(
+            partition, batch_id, self.reference, self.config, model=self.model, ignored=ignored
         )
-        report = evaluate(
-            partition.source,
-            self.reference,
-            config=self.config,
-            model=self.model,
-            batch_id=batch_id,
-            ignored_samples=ignored,
-        )
-        folder = Path(tempfile.mkdtemp(prefix="monitoring-plots-"))
-        drawn = draw_ahead(report, self.config, folder / "plots")
-        return Evaluated(report, folder, folder / "plots" if drawn else None)
 
     def deliver(
         self, partition: Partition, batch_id: str, future: Future, *, replace: bool
@@ -262,6 +242,25 @@ class _Context:
             run_id=delivered.run_id,
             alerts=tuple(report.alerts),
         )
+
+
+def _evaluate_ahead(
+    partitions: Sequence[Partition], context: _Context, replace: bool
+) -> ProcessAhead | ThreadAhead:
+    """Where the partitions ahead are evaluated (see `track/backfill_ahead.py`)."""
+
+    def evaluate(partition: Partition, batch_id: str) -> Evaluated:
+        return context.evaluate(partition, batch_id, replace)
+
+    if forking_is_safe(partitions, context.model, context.config):
+        return ProcessAhead(
+            partitions,
+            context.reference,
+            context.config,
+            evaluate=evaluate,
+            ignored=lambda batch_id: context.ignored(batch_id) if replace else (),
+        )
+    return ThreadAhead(evaluate)
 
 
 def _load_model(model_uri: str | None) -> Any:

@@ -161,6 +161,9 @@ class SqlSource:
         # A pass opens its own connection unless one was lent: only then may it run in
         # another thread than the caller's (a Connection belongs to its thread).
         self.read_ahead = not isinstance(self._bind, Connection)
+        # A lent Engine or Connection belongs to this process: a forked child must not use
+        # it (`track/backfill_ahead.py`); a URL's engine is made by the pass that uses it.
+        self.shares_connection = self._bind is not None
 
     @property
     def name(self) -> str:
