@@ -159,3 +159,27 @@ def test_a_lent_engine_keeps_the_evaluation_in_threads(database):
     assert not backfill_ahead.forking_is_safe(lent, None, config)
     assert not backfill_ahead.forking_is_safe(own, object(), config)  # a model to run
     engine.dispose()
+
+
+def test_idle_mlflow_pool_threads_do_not_keep_a_fork_away(tmp_path):
+    """MLflow's artifact repositories leave a pool thread behind after a transfer, until
+    the cyclic collector frees them; another thread alive is a reason not to fork."""
+    import threading
+
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    repository = LocalArtifactRepository(str(tmp_path))
+    repository.thread_pool.submit(lambda: None).result()
+    del repository
+    assert any(t.name.startswith("Mlflow") for t in threading.enumerate())
+    assert forked.fork_is_safe()
+    assert not any(t.name.startswith("Mlflow") for t in threading.enumerate())
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="someone-else")
+    other.start()
+    try:
+        assert not forked.fork_is_safe()
+    finally:
+        stop.set()
+        other.join()

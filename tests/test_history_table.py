@@ -87,6 +87,29 @@ def test_compare_reads_the_table_and_finds_what_the_runs_hold(tracking_uri, refe
     assert result.trend["drift/dataset/drift"].tolist() == [0.0, 1.0, 1.0]
 
 
+def test_an_evaluation_reads_the_earlier_batches_from_the_table(
+    tracking_uri, reference, monkeypatch
+):
+    """Judging a batch needs the version's earlier batches: from a current table they are
+    what reading every batch run gives, in the same order (oldest run first)."""
+    from monitoring.track.known_batches import KnownBatches
+
+    client = MlflowClient(tracking_uri)
+    for day in (1, 3):
+        _evaluate(reference, day)
+    _evaluate(reference, 2, shift=1.5)  # late: the table holds it in batch order
+    _evaluate(reference, 3, shift=1.5, replace=True)
+    stored = read_batch_runs(client, "churn", versions=["none"])
+    with monkeypatch.context() as patched:
+        _no_run_search(patched)
+        from_table = KnownBatches(client, "churn", "none").frame()
+    _same(from_table, stored)
+    assert list(from_table["batch_id"]) == ["day-1", "day-2", "day-3"]  # by start time
+
+    client.set_tag(_history(client).info.run_id, TABLE_DIGEST, "stale")
+    _same(KnownBatches(client, "churn", "none").frame(), stored)
+
+
 def test_a_stale_table_is_not_read(tracking_uri, reference):
     client = MlflowClient(tracking_uri)
     for day in (1, 2):

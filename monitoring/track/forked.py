@@ -33,13 +33,37 @@ def fork_is_safe() -> bool:
     """Whether a child may be forked now (see the module docstring)."""
     import threading
 
+    if sys.platform != "linux" or os.environ.get(ENV, "1") == "0":
+        return False
+    _let_idle_pools_go()
     return (
-        sys.platform == "linux"
-        and os.environ.get(ENV, "1") != "0"
-        and threading.active_count() == 1
+        threading.active_count() == 1
         and not any(name in sys.modules for name in UNSAFE_AFTER_FORK)
         and not _spark_running()
     )
+
+
+def _let_idle_pools_go(timeout: float = 1.0) -> None:
+    """Let the idle threads of MLflow's artifact repositories exit. Each repository starts
+    a thread pool (threads named `Mlflow<class>_N`) on its first upload or download, and is
+    freed only by the cyclic garbage collector, which then ends the pool's threads: after
+    a download, they would keep a backfill from forking until the collector happened to
+    run."""
+    import gc
+    import threading
+    import time
+
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.name.startswith("Mlflow")
+    ]
+    if not lingering:
+        return
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    for thread in lingering:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _spark_running() -> bool:

@@ -3,10 +3,11 @@
 Judging a batch (alert rules, row volume) and appending it to the version's history run
 both need the version's earlier batches. Reading them costs one search over every batch
 run, with all its metrics: once per batch that is twice per evaluation, and quadratic over
-a backfill of hundreds of batches. `KnownBatches` reads them once and adds each run this
-process logs. It is only ever a shortcut: the history run's digest of the batch run ids it
-was built from tells `sync_history` when the store holds runs this process did not see (an
-evaluation running elsewhere), and then the store is read again.
+a backfill of hundreds of batches. `KnownBatches` reads them once (from the history run's
+table when it is current) and adds each run this process logs. It is only ever a
+shortcut: the history run's digest of the batch run ids it was built from tells
+`sync_history` when the store holds runs this process did not see (an evaluation running
+elsewhere), and then the store is read again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from monitoring.errors import NoRunsError
-from monitoring.track.history import read_batch_runs, run_row
+from monitoring.track.history import run_row
+from monitoring.track.history_table import read_for_compare
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -35,11 +37,17 @@ class KnownBatches:
         self._references: set[str] = set()
 
     def frame(self) -> pd.DataFrame:
-        """The runs (as `read_batch_runs` returns them; empty when there are none), read
-        from the store on first use."""
+        """The runs (as `read_batch_runs` returns them, oldest first; empty when there are
+        none), read from the store on first use: from the history run's table when it is
+        current (`track/history_table.py`: 0.05 s for a year of daily batches where the
+        search of every batch run took 1.7-1.9 s on SQLite), else from the runs."""
         if self._frame is None:
             try:
-                self._frame = read_batch_runs(self.client, self.model_name, versions=[self.version])
+                (found,) = read_for_compare(self.client, self.model_name, versions=[self.version])
+                runs = found.runs
+                if found.from_table:  # stored in batch order; the runs come by start time
+                    runs = runs.sort_values(["start_time", "run_id"], kind="stable")
+                self._frame = runs.reset_index(drop=True)
             except NoRunsError:
                 self._frame = pd.DataFrame()
         return self._frame
