@@ -67,14 +67,17 @@ def alerts_for_batch(
         return ()
     keys = key_map([c.column for c in report.columns])
     batch_time = pd.Timestamp(report.time_range[0]) if report.time_range else pd.Timestamp.now()
+    used = {rule.metric for rule in rules}
     current = {
         "model_version": model.version,
         "batch_id": batch_id,
         "batch_time": batch_time,
         "status": report.status,
         "run_id": "",
-        **metrics_of(report, keys),
+        **{k: v for k, v in metrics_of(report, keys).items() if k in used},
     }
+    base = ("model_version", "batch_id", "batch_time", "status", "run_id", "start_time")
+    earlier = earlier[[c for c in earlier.columns if c in base or c in used]]  # not 200+
     trend = order_batches(pd.concat([earlier, pd.DataFrame([current])], ignore_index=True))
     alerts = evaluate_rules(trend, rules)
     mine = alerts[(alerts["batch_id"] == batch_id) & alerts["alert"]]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from monitoring.collect.partitions import Partition
 from monitoring.core.config import MonitoringConfig
+from monitoring.core.parallel import available_cpus
 from monitoring.errors import (
     ConfigError,
     EmptyBatchError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
     from monitoring.measure.reference import Reference
 
+MAX_CHILDREN = 2  # evaluating ahead: more only pays where logging is the slower stage
 LOGGED, SKIPPED, EMPTY, FAILED, NOT_RUN = "logged", "skipped", "empty", "failed", "not run"
 
 
@@ -259,6 +261,7 @@ def _evaluate_ahead(
             context.config,
             evaluate=evaluate,
             ignored=lambda batch_id: context.ignored(batch_id) if replace else (),
+            children=min(MAX_CHILDREN, available_cpus()),
         )
     return ThreadAhead(evaluate)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from monitoring.evaluation.report import BatchReport
     from monitoring.measure.reference import Reference
 
-PROCESS_DEPTH = 2  # partitions asked of the child ahead of the one being logged
 
 
 @dataclass(frozen=True)
@@ -122,11 +120,11 @@ class ThreadAhead:
 
 
 class ProcessAhead:
-    """Partitions evaluated ahead (PROCESS_DEPTH of them) in a forked child, in request
-    order. `evaluate(partition, batch_id)` is the in-process fallback; `ignored(batch_id)`
-    the samples to leave out (read from the store here: the child never touches it)."""
-
-    depth = PROCESS_DEPTH
+    """Partitions evaluated ahead in `children` forked children, handed out in request
+    order: request i goes to child i mod `children`, so each child's answers come in the
+    order they are taken. `evaluate(partition, batch_id)` is the in-process fallback;
+    `ignored(batch_id)` the samples to leave out (read from the store here: the children
+    never touch it)."""
 
     def __init__(
         self,
@@ -136,64 +134,62 @@ class ProcessAhead:
         *,
         evaluate: Callable[[Partition, str], Evaluated],
         ignored: Callable[[str], Sequence[str]],
+        children: int = 1,
     ) -> None:
         self._evaluate = evaluate
         self._ignored = ignored
         self._scratch = Path(tempfile.mkdtemp(prefix="monitoring-backfill-ahead-"))
         job = {"partitions": list(partitions), "reference": reference, "config": config}
-        self._child: forked.ForkedChild | None = forked.ForkedChild(_serve, job, self._scratch)
-        self._sent: deque[int] = deque()
+        self._children = [forked.ForkedChild(_serve, job, self._scratch) for _ in range(children)]
+        self.depth = children + 1  # one partition ahead for each child, and one waiting
+        self._sent: dict[int, int] = {}  # partition number -> the child asked, in order
+        self._asked = 0
         self.fallbacks: list[str] = []  # why partitions were evaluated in this process
 
     def request(self, number: int, partition: Partition, batch_id: str) -> None:
-        if self._child is None or number in self._sent:
+        if not self._children or number in self._sent:
             return
-        if not self._child.send((number, batch_id, tuple(self._ignored(batch_id)))):
-            self._give_up("the child is gone")
+        which = self._asked % len(self._children)
+        if not self._children[which].send((number, batch_id, tuple(self._ignored(batch_id)))):
+            self._give_up("a child is gone")
             return
-        self._sent.append(number)
+        self._sent[number] = which
+        self._asked += 1
 
     def take(self, number: int, partition: Partition, batch_id: str) -> Future:
         """The evaluation of partition `number` (asked for before the ones after it)."""
         self.request(number, partition, batch_id)
-        while self._child is not None and self._sent:
-            asked = self._sent.popleft()
-            message = self._child.receive()
-            if message is None:
-                self._give_up(self._child.outcome)
-                break
-            if asked != number:  # not asked for any longer (cannot happen in order)
-                self._discard(message)
-                continue
-            if message[0] == "ok":
+        if self._children:
+            child = self._children[self._sent.pop(number)]
+            message = child.receive()
+            if message is None or message[1] != number:
+                self._give_up(child.outcome or "answered out of order")
+            elif message[0] == "ok":
                 folder = self._scratch / str(number)
                 future: Future = Future()
                 future.set_result(
                     Evaluated(message[2], folder, folder / "plots" if message[3] else None)
                 )
                 return future
-            self.fallbacks.append(f"{batch_id}: {message[2]}")
-            break
+            else:
+                self.fallbacks.append(f"{batch_id}: {message[2]}")
         return _settled(lambda: self._evaluate(partition, batch_id))
 
-    def _discard(self, message: tuple) -> None:
-        shutil.rmtree(self._scratch / str(message[1]), ignore_errors=True)
-
     def _give_up(self, why: str) -> None:
-        """The child failed: every later partition is evaluated in this process."""
-        if self._child is not None:
+        """A child failed: every later partition is evaluated in this process."""
+        if self._children:
             self.fallbacks.append(f"child: {why}")
-            self._child.stop()
-            self._child = None
-            self._sent.clear()
+            self.close(remove=False)
 
-    def close(self) -> None:
-        """Stop the child and remove what it drew that was never taken."""
-        if self._child is not None:
-            self._child.send(None)
-            self._child.stop()
-            self._child = None
-        shutil.rmtree(self._scratch, ignore_errors=True)
+    def close(self, *, remove: bool = True) -> None:
+        """Stop the children; `remove`: and what they drew that was never taken."""
+        for child in self._children:
+            child.send(None)
+            child.stop()
+        self._children = []
+        self._sent.clear()
+        if remove:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 def _serve(connection: Any, job: dict[str, Any], scratch: Path) -> None:

@@ -288,7 +288,8 @@ def history_description(runs: pd.DataFrame, last: int = 10) -> str:
         "| step | batch | batch time | status |",
         "|---:|---|---|---|",
     ]
-    for row in runs.tail(last).itertuples(index=False):
+    shown = runs.tail(last)[["batch_seq", "batch_id", "batch_time", "status"]]  # not 200+
+    for row in shown.itertuples(index=False):
         when = pd.Timestamp(row.batch_time).strftime("%Y-%m-%d %H:%M")
         lines.append(f"| {row.batch_seq} | {row.batch_id} | {when} | {row.status} |")
     return "\n".join(lines)

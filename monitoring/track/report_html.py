@@ -231,7 +231,8 @@ def _chief(frame: pd.DataFrame) -> str | None:
 def _trend(report: BatchReport, recent: pd.DataFrame | None) -> str:
     if recent is None:
         return ""
-    rows = recent
+    shown = ("batch_id", "batch_time", "start_time", "status", "drift/dataset/share_drifted")
+    rows = recent[[c for c in recent.columns if c in shown or c.startswith(("perf/", "perf_est/"))]]
     if not rows.empty and "batch_id" in rows and report.batch_id is not None:
         rows = rows[rows["batch_id"] != report.batch_id]
     if not rows.empty:
