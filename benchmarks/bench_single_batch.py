@@ -1,9 +1,11 @@
 """Benchmark one small batch on the command line, against `import mlflow` and MLflow's floor.
 
-    python benchmarks/bench_single_batch.py [--rows 2000] [--repeat 3] [--workdir DIR]
+    python benchmarks/bench_single_batch.py [--rows 2000] [--repeat 3] [--history 5]
+                                            [--workdir DIR]
 
-Builds the demo's world (benchmarks/demo_store.py) with 5 + `--repeat` days of `--rows`
-rows and evaluates days 1-5 (the set-up: a history to judge against). Then, interleaved
+Builds the demo's world (benchmarks/demo_store.py) with `--history` + `--repeat` days of
+`--rows` rows and backfills the first `--history` days (the set-up: a history to judge
+against; `--history 365` is a year of daily batches). Then, interleaved
 `--repeat` times, each in a fresh child process:
 
 - `python -c "import mlflow"`;
@@ -61,11 +63,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--plots", choices=["all", "findings", "none"], default="all")
+    parser.add_argument(
+        "--history", type=int, default=5, help="days backfilled before the measured ones"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     OUTPUT_DIR.mkdir(exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="single-", dir=OUTPUT_DIR))
-    store = build_in_child(workdir, days=5 + args.repeat, rows=args.rows)
+    store = build_in_child(workdir, days=args.history + args.repeat, rows=args.rows)
     env = store.env()
     monitoring = str(Path(sys.executable).with_name("monitoring"))
     common = [
@@ -75,7 +80,7 @@ def main() -> None:
     config.write_text(f'[evaluation]\nplots = "{args.plots}"\n', encoding="utf-8")
     subprocess.run(
         [monitoring, "backfill", store.database, "--query", QUERY, "--partition-by", "day",
-         "--from", "1", "--to", "5", "--batch-id-format", "day-{value}", *common],
+         "--from", "1", "--to", str(args.history), "--batch-id-format", "day-{value}", *common],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     times: dict[str, list[float]] = {
@@ -86,7 +91,7 @@ def main() -> None:
     }
     single = {**env, "MONITORING_EARLY_EVALUATION": "0"}
     for round_ in range(args.repeat):
-        day = 6 + round_
+        day = args.history + 1 + round_
         times["import mlflow"].append(timed([sys.executable, "-c", "import mlflow"], env))
         times["MLflow floor"].append(timed([sys.executable, "-c", FLOOR], env))
         times["evaluate"].append(

@@ -183,3 +183,23 @@ def test_idle_mlflow_pool_threads_do_not_keep_a_fork_away(tmp_path):
     finally:
         stop.set()
         other.join()
+
+
+def test_folders_of_killed_processes_are_removed_by_the_next_one(tmp_path, monkeypatch):
+    """A parent killed with SIGKILL cannot remove its children's folder: the next process
+    of the same kind removes it (named with the dead process's id), not a live one's."""
+    import subprocess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = tmp_path / f"monitoring-backfill-ahead-{gone}-abc"
+    live = tmp_path / f"monitoring-backfill-ahead-{os.getppid()}-def"
+    other = tmp_path / f"monitoring-early-{gone}-ghi"
+    for folder in (dead, live, other):
+        (folder / "plots").mkdir(parents=True)
+
+    made = forked.scratch_folder("monitoring-backfill-ahead-")
+
+    assert made.is_dir() and made.name.startswith(f"monitoring-backfill-ahead-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and other.exists()

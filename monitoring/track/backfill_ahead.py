@@ -138,7 +138,7 @@ class ProcessAhead:
     ) -> None:
         self._evaluate = evaluate
         self._ignored = ignored
-        self._scratch = Path(tempfile.mkdtemp(prefix="monitoring-backfill-ahead-"))
+        self._scratch = forked.scratch_folder("monitoring-backfill-ahead-")
         job = {"partitions": list(partitions), "reference": reference, "config": config}
         self._children = [forked.ForkedChild(_serve, job, self._scratch) for _ in range(children)]
         self.depth = children + 1  # one partition ahead for each child, and one waiting

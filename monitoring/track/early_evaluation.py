@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +104,7 @@ def start(
     progress: Callable[[int], None] | None = None,
 ) -> EarlyEvaluation:
     """Fork the child that evaluates `source` against the cached reference `reference_id`."""
-    folder = Path(tempfile.mkdtemp(prefix="monitoring-early-"))
+    folder = forked.scratch_folder("monitoring-early-")
     job = {
         "source": source,
         "reference_id": reference_id,

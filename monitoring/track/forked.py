@@ -85,6 +85,30 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def scratch_folder(prefix: str) -> Path:
+    """A new temporary folder for a child's files, named with this process's id; the ones
+    of the same `prefix` whose process is gone (killed with SIGKILL: nothing could remove
+    them) are removed first."""
+    import shutil
+    import tempfile
+
+    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        owner = stale.name[len(prefix) :].split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class ForkedChild:
     """A child running `target(connection, *args)`, and this end of their duplex pipe."""
 
