@@ -167,7 +167,12 @@ class ForkedChild:
 
 
 def _run(target: Callable[..., None], connection: Any, *args: Any) -> None:
+    import gc
+
     _die_with_parent()
+    # What the parent left unreachable is not the child's to collect: a finalizer run here
+    # could close a connection the parent still uses (libpq says goodbye on its socket).
+    gc.freeze()
     try:
         target(connection, *args)
     finally:
