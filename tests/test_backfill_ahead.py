@@ -79,7 +79,7 @@ def _backfill(database: str, reference: str, model: str, *extra: object):
 
 
 def _leftovers() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("monitoring-backfill-ahead-*")}
+    return {p.name for p in Path(tempfile.gettempdir()).glob("monitoring-*")}
 
 
 def _comparable(client, model: str) -> pd.DataFrame:
@@ -88,9 +88,10 @@ def _comparable(client, model: str) -> pd.DataFrame:
 
 
 def test_the_child_logs_what_the_thread_path_logs(
-    tracking_uri, client, database, reference_csv, children, monkeypatch
+    tracking_uri, client, database, reference_csv, children, monkeypatch, tmp_path
 ):
-    before = _leftovers()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # this test's own
+    (tmp_path / "temp").mkdir()
     forked_run = _backfill(database, reference_csv, "forked")
     fallbacks = children[0].fallbacks if children else []
     assert len(fallbacks) == 2, fallbacks  # evaluated again here: the bad day, the empty one
@@ -125,7 +126,7 @@ def test_the_child_logs_what_the_thread_path_logs(
         read_batch_runs(client, "forked").set_index("batch_id").loc[f"day={DAYS}", "run_id"],
         "plots",
     )}, "a drifting day has its plots"  # fmt: skip
-    assert _leftovers() == before
+    assert _leftovers() == set()  # the children's folder and every plots folder removed
 
 
 def test_a_child_that_dies_leaves_the_rest_to_this_process(
