@@ -263,3 +263,28 @@ def test_a_backfill_writes_the_history_table_once_at_its_end(
     stored = read_batch_runs(client, "churn").set_index("run_id").sort_index()
     table = parts[0].runs.set_index("run_id").sort_index()[stored.columns]
     pd.testing.assert_frame_equal(table, stored, check_dtype=False)
+
+
+def test_a_batch_another_process_logged_meanwhile_is_skipped(
+    tracking_uri, client, database, reference_csv, monkeypatch
+):
+    """Two backfills of one version at once: the one that comes second to a batch finds it
+    logged (under the version's lock) and skips it, as one logged before it started."""
+    from monitoring.track import backfill as backfill_module
+
+    real = backfill_module.deliver
+
+    def raced(*args, **kwargs):
+        if kwargs["batch_id"] == "day=2":  # the other process logs it first
+            real(*args, **kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backfill_module, "deliver", raced)
+    result = _backfill(database, reference_csv, "--from", 1, "--to", 3)
+
+    assert result.exit_code == 0, result.output
+    assert "backfill: 2 logged, 1 skipped" in result.output
+    assert "day=2: skipped logged meanwhile by another process" in result.output
+    runs = read_batch_runs(client, "churn")
+    assert sorted(runs["batch_id"]) == ["day=1", "day=2", "day=3"]
+    _history_is_complete(client, runs)

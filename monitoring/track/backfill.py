@@ -10,7 +10,9 @@ are evaluated while one is logged, in a forked child where that is safe
 partition whose batch id already has a finished run is skipped unless `replace`, so
 running it again after an interruption carries on where it stopped.
 
-A partition with no rows is skipped (`empty`); one that fails with a monitoring error
+A partition that another process logs while this one runs (two backfills of one
+version at once) is `skipped` when its turn comes, like one logged before; a partition
+with no rows is skipped (`empty`); one that fails with a monitoring error
 (bad data, say) is reported `failed` and the backfill goes on; when the tracking store
 fails, it stops: what was evaluated waits in the outbox (`monitoring sync`), and the
 partitions not reached are reported `not run`.
@@ -32,6 +34,7 @@ from monitoring.core.config import MonitoringConfig
 from monitoring.core.parallel import available_cpus
 from monitoring.errors import (
     ConfigError,
+    DuplicateBatchError,
     EmptyBatchError,
     MonitoringError,
     NotLoggedError,
@@ -229,6 +232,10 @@ class _Context:
             return BackfillResult(label, batch_id, EMPTY, error="no rows")
         except (NotLoggedError, TrackingUnreachableError) as error:
             return BackfillResult(label, batch_id, FAILED, error=f"store: {error}")
+        except DuplicateBatchError as error:  # another process logged it meanwhile
+            return BackfillResult(
+                label, batch_id, SKIPPED, error=f"logged meanwhile by another process ({error})"
+            )
         except MonitoringError as error:
             return BackfillResult(label, batch_id, FAILED, error=str(error))
         finally:
