@@ -204,3 +204,20 @@ def test_folders_of_killed_processes_are_removed_by_the_next_one(tmp_path, monke
 
     assert made.is_dir() and made.name.startswith(f"monitoring-backfill-ahead-{os.getpid()}-")
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_replacing_through_the_child(
+    tracking_uri, client, database, reference_csv, children
+):
+    """--replace asks the store (here) for the replaced run's ignored samples, and the
+    child evaluates with them: a new run takes the old one's place."""
+    assert _backfill(database, reference_csv, "again", "--to", 2).exit_code == 0
+    before = read_batch_runs(client, "again").set_index("batch_id")["run_id"]
+
+    replaced = _backfill(database, reference_csv, "again", "--from", 2, "--to", 2, "--replace")
+
+    assert replaced.exit_code == 0, replaced.output
+    assert "backfill: 1 logged" in replaced.output
+    assert len(children) == 2 and children[1].fallbacks == []
+    after = read_batch_runs(client, "again").set_index("batch_id")["run_id"]
+    assert after["day=1"] == before["day=1"] and after["day=2"] != before["day=2"]
