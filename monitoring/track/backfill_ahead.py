@@ -166,11 +166,8 @@ class ProcessAhead:
                 self._give_up(child.outcome or "answered out of order")
             elif message[0] == "ok":
                 folder = self._scratch / str(number)
-                future: Future = Future()
-                future.set_result(
-                    Evaluated(message[2], folder, folder / "plots" if message[3] else None)
-                )
-                return future
+                plots = folder / "plots" if message[3] else None
+                return _settled(lambda: Evaluated(message[2], folder, plots))
             else:
                 self.fallbacks.append(f"{batch_id}: {message[2]}")
         return _settled(lambda: self._evaluate(partition, batch_id))

@@ -43,8 +43,8 @@ STATUS_COLORS = {"ok": "#2ca02c", "drift": "#ff7f0e", "alert": DRIFT_COLOR}
 """Marker colour per batch status; the legend always lists all three."""
 UNKNOWN_STATUS_COLOR = "#c7c7c7"
 VERSION_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22")
-VERSION_STYLES = ("-", "--", ":", "-.")  # a later version dashed over an earlier one
 """Line colour per model version, cycled; free of the status colours."""
+VERSION_STYLES = ("-", "--", ":", "-.")  # a later version dashed over an earlier one
 MAX_LABELLED_BATCHES = 20
 """Up to this many batches every tick is labelled with its batch id; beyond, about 10 are."""
 HEATMAP_CMAP = "YlOrRd"
