@@ -17,8 +17,10 @@ threshold" and "p-value < alpha" agree. Tests hold the fitted quantiles against
 empirical quantiles of independent simulations.
 
 Wasserstein uses its limit: sqrt(n m / (n + m)) * W1 tends to the integral of |B(F(x))|
-dx for a Brownian bridge B, which is simulated once per reference column on its support
-(no dependence on n), so the threshold at n is that quantile over sqrt(n m / (n + m)).
+dx for a Brownian bridge B. The bridges are simulated once, on a grid of BRIDGE_GRID
+levels shared by every column, and each column's integral sums them at its reference
+CDF's levels (no dependence on n), so the threshold at n is that quantile over
+sqrt(n m / (n + m)).
 
 Results are cached per (reference histogram, n), so a series of batches of one size
 costs one simulation per column.
@@ -179,14 +181,49 @@ def wasserstein_null(
     return _wasserstein_null(u.tobytes(), c.tobytes(), len(u), simulations, seed)
 
 
+def _grid_levels() -> np.ndarray:
+    """The grid's levels t_k = sin^2(pi k / 2G), k = 0 .. G: dense near 0 and 1, where
+    sqrt(t (1 - t)), a bridge's spread, is steepest. In theta = arcsin(sqrt(t)) they are
+    evenly spaced and the spread is sin(2 theta) / 2, smooth, so interpolating between
+    them is as good in the tails as in the middle (on an even grid in t it made the
+    integral 3% low for a long-tailed column, whose widest intervals sit in the tails)."""
+    return np.sin(np.arange(BRIDGE_GRID + 1) * (np.pi / (2 * BRIDGE_GRID))) ** 2
+
+
 @lru_cache(maxsize=2)
-def _standard_normals(seed: int, m: int, size: int, simulations: int, steps: int) -> np.ndarray:
-    """The draws of `default_rng([seed, m, size])` for one null (read-only). Columns with
-    the same row count and support size (continuous columns without missing values) draw
-    the same numbers: kept once, they are generated once (16 ms each) instead of per column."""
-    draws = np.random.default_rng([seed, m, size]).standard_normal((simulations, steps))
-    draws.setflags(write=False)
-    return draws
+def _bridge_grid(seed: int, simulations: int) -> np.ndarray:
+    """|B(t_k)| at the grid's interior levels, k = 1 .. G - 1, for `simulations` bridges
+    (read-only).
+
+    Drawn once per (seed, simulations) and shared by every column: a column's null is then
+    a matrix-vector product (about 1 ms) instead of its own simulation (7-15 ms a column,
+    most of a small reference's fit). Columns share their bridges' noise, as columns of one
+    size already shared their draws before."""
+    t = _grid_levels()
+    rng = np.random.default_rng([seed, BRIDGE_GRID])
+    walk = rng.standard_normal((simulations, BRIDGE_GRID))
+    walk *= np.sqrt(np.diff(t))
+    np.cumsum(walk, axis=1, out=walk)  # W(t_k), k = 1 .. G
+    bridge = walk[:, :-1] - t[1:-1] * walk[:, -1:]  # B(t) = W(t) - t W(1)
+    np.abs(bridge, out=bridge)
+    bridge.setflags(write=False)
+    return bridge
+
+
+def bridge_weights(levels: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Weights over the grid's interior levels such that weights @ |B(t)| is the integral
+    sum_j widths_j |B(levels_j)|: each |B(level)| is interpolated between the two grid
+    levels around it, linearly in theta = arcsin(sqrt(t)) (`_grid_levels`), with |B| = 0 at
+    0 and 1. Checked against bridges simulated at the exact levels: quantiles within 1%
+    at 40,000 simulations, far below the noise of 2,000. Any number of levels costs one
+    pass over them."""
+    theta = np.arcsin(np.sqrt(np.clip(levels, 0.0, 1.0)))
+    position = theta * (2 * BRIDGE_GRID / np.pi)
+    below = np.minimum(np.floor(position).astype(np.int64), BRIDGE_GRID - 1)
+    above_share = position - below
+    weights = np.bincount(below, weights=widths * (1.0 - above_share), minlength=BRIDGE_GRID + 1)
+    weights += np.bincount(below + 1, weights=widths * above_share, minlength=BRIDGE_GRID + 1)
+    return weights[1:BRIDGE_GRID]  # |B(0)| = |B(1)| = 0
 
 
 @lru_cache(maxsize=1024)
@@ -198,25 +235,7 @@ def _wasserstein_null(
     m = int(c.sum())
     levels = np.cumsum(c)[:-1] / m  # F_r on [u_j, u_{j+1})
     widths = np.diff(u)
-    if len(levels) > BRIDGE_GRID:
-        # Coarsen: group consecutive intervals into BRIDGE_GRID groups of equal CDF mass;
-        # within a group the bridge moves little, so one level per group keeps the integral.
-        group = np.minimum((levels * BRIDGE_GRID).astype(np.int64), BRIDGE_GRID - 1)
-        weight = np.bincount(group, weights=widths, minlength=BRIDGE_GRID)
-        level = np.bincount(group, weights=widths * levels, minlength=BRIDGE_GRID)
-        keep = weight > 0
-        levels, widths = level[keep] / weight[keep], weight[keep]
     if len(levels) == 0:
         return BridgeNull(np.zeros(simulations), m, simulations, seed)
-    # B(t) = W(t) - t W(1) at the sorted levels, from independent Gaussian increments.
-    steps = np.diff(np.concatenate(([0.0], levels, [1.0])))
-    normals = _standard_normals(seed, m, size, simulations, len(steps))
-    # The same arithmetic as cumsum(normals * sqrt(steps)), |walk - levels W(1)|, in place:
-    # two (simulations, steps) buffers instead of five.
-    walk = normals * np.sqrt(steps)
-    np.cumsum(walk, axis=1, out=walk)
-    bridge = levels * walk[:, -1:]
-    np.subtract(walk[:, :-1], bridge, out=bridge)
-    np.abs(bridge, out=bridge)
-    values = np.sort(bridge @ widths)
+    values = np.sort(_bridge_grid(seed, simulations) @ bridge_weights(levels, widths))
     return BridgeNull(values, m, simulations, seed)
