@@ -10,9 +10,19 @@ import pytest
 from conftest import make_frame
 
 from monitoring import MonitoringConfig, evaluate, fit_reference
+from monitoring.core import engine
+from monitoring.core.accumulator import Chunk
 from monitoring.core.config import EvaluationConfig
+from monitoring.core.engine import Engine, Steps
 from monitoring.core.parallel import MAX_AUTO_THREADS, ReadAhead, read_ahead, thread_count
 from monitoring.errors import ConfigError, DtypeMismatchError
+
+
+@pytest.fixture(autouse=True)
+def pool_at_any_size(monkeypatch):
+    """Chunks under engine.INLINE_BELOW_ROWS run in the caller's thread: this module's small
+    frames must still go through the pool, or its comparisons would compare one path."""
+    monkeypatch.setattr(engine, "INLINE_BELOW_ROWS", 0)
 
 
 def _config(threads: int, chunk_size: int) -> MonitoringConfig:
@@ -155,3 +165,31 @@ def test_blas_runs_in_one_thread_during_a_pass(threads, reference_frame, batch_f
     monkeypatch.setattr(MultivariatePass, "update", spy)
     evaluate(batch_frame, reference_frame, config=_config(threads=threads, chunk_size=500))
     assert seen and set(seen) == {1}
+
+
+@pytest.mark.parametrize(("rows", "in_pool"), [(4_999, False), (5_000, True)])
+def test_small_chunks_and_what_follows_a_small_pass_stay_in_the_callers_thread(
+    monkeypatch, rows, in_pool
+):
+    """Below INLINE_BELOW_ROWS a chunk's parallel and deferred steps, and whatever is
+    submitted after the pass, run in the calling thread: their tasks are shorter than the
+    pool's hand-offs. At or above it they go to the pool."""
+    monkeypatch.setattr(engine, "INLINE_BELOW_ROWS", 5_000)
+    seen: dict[str, set[str]] = {"parallel": set(), "deferred": set(), "after": set()}
+
+    def noting(kind: str):
+        return lambda *_: seen[kind].add(threading.current_thread().name)
+
+    steps = Steps(
+        prepare=lambda frame, offset: Chunk(frame, offset, "test frame"),
+        parallel=[noting("parallel")] * 3,
+        deferred=[noting("deferred")],
+    )
+    with Engine(threads=2) as pass_engine:
+        frame = pd.DataFrame({"x": np.arange(rows)})
+        assert pass_engine.run([frame], lambda _: steps) == rows
+        pass_engine.submit(noting("after")).result()
+        pass_engine.map(noting("after"), range(3))
+    here = threading.current_thread().name
+    for kind, names in seen.items():
+        assert (names != {here}) == in_pool, (kind, names)
