@@ -135,6 +135,22 @@ def test_bridge_null_mean_holds_in_long_tails(sigma):
     assert null.values.mean() == pytest.approx(exact, rel=0.01)
 
 
+def test_bridges_drawn_ahead_are_drawn_once_and_are_the_ones_the_nulls_use():
+    """A fit draws the shared bridges in a background thread during its pass; a null asked
+    for meanwhile waits for that drawing instead of making its own."""
+    from monitoring.stats import calibration
+
+    before = calibration._drawn_bridge_grid.cache_info().misses
+    calibration.draw_bridges_ahead(seed=123, simulations=64)
+    support, counts = np.array([0.0, 1.0, 3.0]), np.array([2, 5, 3])
+    null = wasserstein_null(support, counts, simulations=64, seed=123)
+    assert calibration._drawn_bridge_grid.cache_info().misses == before + 1
+    grid = calibration._bridge_grid(123, 64)
+    weights = calibration.bridge_weights(np.array([0.2, 0.7]), np.array([1.0, 2.0]))
+    expected = np.sort(grid @ weights)
+    np.testing.assert_array_equal(null.values, expected)
+
+
 def test_holm_and_bonferroni_by_hand():
     p = [0.01, 0.04, 0.03, 0.005]
     np.testing.assert_allclose(adjust_p_values(p, "holm"), [0.03, 0.06, 0.06, 0.02])

@@ -171,11 +171,13 @@ def test_blas_runs_in_one_thread_during_a_pass(threads, reference_frame, batch_f
 def test_small_chunks_and_what_follows_a_small_pass_stay_in_the_callers_thread(
     monkeypatch, rows, in_pool
 ):
-    """Below INLINE_BELOW_ROWS a chunk's parallel and deferred steps, and whatever is
-    submitted after the pass, run in the calling thread: their tasks are shorter than the
-    pool's hand-offs. At or above it they go to the pool."""
+    """Below INLINE_BELOW_ROWS a chunk's parallel and deferred steps, and what is submitted
+    after the pass, run in the calling thread: their tasks are shorter than the pool's
+    hand-offs. At or above it they go to the pool. `map` (whole columns' drift decisions)
+    uses the pool whatever the size."""
     monkeypatch.setattr(engine, "INLINE_BELOW_ROWS", 5_000)
     seen: dict[str, set[str]] = {"parallel": set(), "deferred": set(), "after": set()}
+    mapped: set[str] = set()
 
     def noting(kind: str):
         return lambda *_: seen[kind].add(threading.current_thread().name)
@@ -189,7 +191,8 @@ def test_small_chunks_and_what_follows_a_small_pass_stay_in_the_callers_thread(
         frame = pd.DataFrame({"x": np.arange(rows)})
         assert pass_engine.run([frame], lambda _: steps) == rows
         pass_engine.submit(noting("after")).result()
-        pass_engine.map(noting("after"), range(3))
+        pass_engine.map(lambda _: mapped.add(threading.current_thread().name), range(3))
     here = threading.current_thread().name
     for kind, names in seen.items():
         assert (names != {here}) == in_pool, (kind, names)
+    assert here not in mapped

@@ -53,6 +53,7 @@ from monitoring.measure.reference_fit import (
     role_of,
     vocabulary_of,
 )
+from monitoring.stats.calibration import draw_bridges_ahead
 
 ANOMALY_SAMPLE_ROWS = 10_000  # reference rows kept to calibrate the anomaly score
 MIN_REFERENCE_ROWS = 10
@@ -229,6 +230,8 @@ def fit_reference_chunks(
     """
     drift = drift or DriftConfig()
     plan = _FitPlan(schema, drift, f"reference {source}", embedding, require_features)
+    if drift.needs_wasserstein_null:
+        draw_bridges_ahead(drift.seed, drift.simulations)
     with Engine(threads) as engine:
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
         return finish_fit(plan, n_rows, engine, schema=schema, source=source)
