@@ -196,3 +196,40 @@ def test_small_chunks_and_what_follows_a_small_pass_stay_in_the_callers_thread(
     for kind, names in seen.items():
         assert (names != {here}) == in_pool, (kind, names)
     assert here not in mapped
+
+
+def test_a_small_batch_simulates_its_nulls_in_the_pool_while_its_pass_runs(monkeypatch):
+    """A batch that announces fewer rows than INLINE_BELOW_ROWS is read in this thread, so
+    its histogram nulls (at that many values) are simulated in the pool meanwhile; the
+    drift table is the one a single thread gives."""
+    from monitoring.measure import drift
+    from monitoring.stats import calibration
+
+    monkeypatch.setattr(engine, "INLINE_BELOW_ROWS", 20_000)
+    reference = fit_reference(make_frame(4000, seed=1), target="label", prediction="prediction")
+    batch = make_frame(3000, seed=5, shift=0.3)
+    calibration._histogram_nulls.cache_clear()
+    one = evaluate(batch, reference, config=_config(1, 100_000))
+    calibration._histogram_nulls.cache_clear()
+    sizes_in_pool: list[int] = []
+    real = drift.histogram_nulls
+
+    def noting(counts, n, **options):
+        if threading.current_thread() is not threading.main_thread():
+            sizes_in_pool.append(n)
+        return real(counts, n, **options)
+
+    from monitoring.evaluation import batch as batch_module
+
+    before_deciding: list[int] = []
+    deciding = batch_module.decide_drift
+
+    def decide_after_noting(*args, **kwargs):
+        before_deciding.extend(sizes_in_pool)
+        return deciding(*args, **kwargs)
+
+    monkeypatch.setattr(drift, "histogram_nulls", noting)
+    monkeypatch.setattr(batch_module, "decide_drift", decide_after_noting)
+    two = evaluate(batch, reference, config=_config(2, 100_000))
+    assert before_deciding and set(before_deciding) == {3000}
+    pd.testing.assert_frame_equal(one.drift_table, two.drift_table, check_exact=True)

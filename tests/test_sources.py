@@ -784,3 +784,19 @@ def test_a_folder_aligns_reordered_columns(tmp_path: Path) -> None:
 def test_a_bad_setting_is_a_config_error(make: Callable[[], object]) -> None:
     with pytest.raises(ConfigError, match="must"):
         make()
+
+
+def test_sources_that_know_their_rows_announce_them(tmp_path):
+    """A DataFrame's length and a Parquet footer's count, before any pass; a file that
+    cannot be read announces nothing (its pass names the fault), nor does a CSV file."""
+    from monitoring.collect.sources.base import expected_rows
+
+    frame = pd.DataFrame({"x": range(7), "c": list("abcdefg")})
+    frame.to_parquet(tmp_path / "seven.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
+    frame.to_csv(tmp_path / "seven.csv", index=False)
+    assert expected_rows(DataFrameSource(frame)) == 7
+    assert expected_rows(ParquetSource(tmp_path / "seven.parquet")) == 7
+    assert expected_rows(ParquetSource(tmp_path / "broken.parquet")) is None
+    assert expected_rows(ParquetSource(tmp_path / "missing.parquet")) is None
+    assert expected_rows(CsvSource(tmp_path / "seven.csv")) is None

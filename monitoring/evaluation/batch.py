@@ -18,9 +18,12 @@ import pandas as pd
 
 from monitoring.collect.inference import load_model
 from monitoring.collect.sources import Source, open_source
+from monitoring.collect.sources.base import expected_rows
 from monitoring.collect.sources.spark_frame import SparkFrameSource
+from monitoring.core import engine as engine_module
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Engine
+from monitoring.core.parallel import thread_count
 from monitoring.core.schema import check_roles_against
 from monitoring.errors import EmptyBatchError, SchemaError
 from monitoring.evaluation.batch_plan import BatchPlan
@@ -28,7 +31,12 @@ from monitoring.evaluation.fit import fit_reference, with_roles
 from monitoring.evaluation.plan_state import BATCH_ACCUMULATORS
 from monitoring.evaluation.report import BatchReport
 from monitoring.evaluation.spark_pass import refuse_embedding_layer, spark_pass
-from monitoring.measure.drift import ColumnDrift, batch_free_nulls, decide_drift
+from monitoring.measure.drift import (
+    ColumnDrift,
+    batch_free_nulls,
+    batch_size_nulls,
+    decide_drift,
+)
 from monitoring.measure.multivariate import DatasetDrift
 from monitoring.measure.performance.tests import performance_tests
 from monitoring.measure.quality import decide_quality
@@ -99,7 +107,13 @@ def evaluate(
     ignored = frozenset(str(i) for i in ignored_samples)
     plan = BatchPlan(reference, config, model, where=f"batch {source.name}", ignored=ignored)
     with Engine(config.evaluation.threads) as engine:
-        ahead = [engine.submit(call) for call in batch_free_nulls(reference, config.drift)]
+        calls = batch_free_nulls(reference, config.drift)
+        rows = expected_rows(source)
+        small = rows is not None and rows < engine_module.INLINE_BELOW_ROWS
+        if small and thread_count(config.evaluation.threads) > 1:
+            # The pass will run in this thread: the pool's threads are free meanwhile.
+            calls += batch_size_nulls(reference, config.drift, rows)
+        ahead = [engine.submit(call) for call in calls]
         if isinstance(source, SparkFrameSource):
             refuse_embedding_layer(config.drift.embedding_layer)
             n_rows = spark_pass(

@@ -267,6 +267,35 @@ def batch_free_nulls(reference: Reference, config: DriftConfig) -> list[Callable
     ]
 
 
+def batch_size_nulls(
+    reference: Reference, config: DriftConfig, rows: int
+) -> list[Callable[[], object]]:
+    """The histogram nulls `decide_drift` will need if the batch has `rows` values in every
+    column the reference had no missing value in, as calls to make ahead (cached by
+    `histogram_nulls`; one per distinct reference histogram). A small batch's pass runs in
+    one thread, so these take the idle core meanwhile; a guess that misses (the batch has
+    missing values there) only costs that core's time."""
+    if not config.calibrated or rows <= 0:
+        return []
+    histograms = {
+        profile.counts.tobytes(): profile.counts
+        for profile in reference.profiles.values()
+        if profile.n_missing == 0
+        and any(get_method(m).null == "histogram" for m in config.methods_for(profile.kind))
+    }
+    return [
+        functools.partial(
+            histogram_nulls,
+            counts,
+            rows,
+            smoothing=reference.smoothing,
+            simulations=config.simulations,
+            seed=config.seed,
+        )
+        for counts in histograms.values()
+    ]
+
+
 def _missing_p_value(
     ref_missing: int, ref_present: int, missing: int, present: int
 ) -> float | None:

@@ -52,6 +52,13 @@ class Source(Protocol):
         ...
 
 
+def expected_rows(source: object) -> int | None:
+    """The rows a source says it will yield before its pass (a DataFrame's length, a
+    Parquet footer's count), or None where it cannot know them."""
+    announced = getattr(source, "expected_rows", None)
+    return announced() if callable(announced) else None
+
+
 def check_chunk_size(chunk_size: int) -> int:
     """Return ``chunk_size`` if it is an integer >= 1, else raise ConfigError."""
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

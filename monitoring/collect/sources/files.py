@@ -189,6 +189,17 @@ class ParquetSource(_FileSource):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
 
+    def expected_rows(self) -> int | None:
+        """The rows the file's footer announces (None if it cannot be read now: the pass
+        will say why)."""
+        import pyarrow as pa
+
+        try:
+            with open_parquet_file(self._path) as parquet:
+                return int(parquet.metadata.num_rows)
+        except (pa.ArrowException, OSError):
+            return None
+
     def _chunks(self, chunk_size: int, start: int) -> Iterator[pd.DataFrame]:
         import pyarrow as pa
 

@@ -38,6 +38,10 @@ class DataFrameSource:
         rows, columns = self._df.shape
         return f"pandas DataFrame '{self._name}' ({rows} rows, {columns} columns)"
 
+    def expected_rows(self) -> int:
+        """The frame's rows."""
+        return len(self._df)
+
     def iter_chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[pd.DataFrame]:
         """Yield consecutive slices of at most ``chunk_size`` rows."""
         return self._chunks(check_chunk_size(chunk_size))
