@@ -86,6 +86,11 @@ class Engine:
         after a small pass."""
         return self._executor().submit(call, *args, **kwargs)
 
+    def submit_long(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Run `call` in the pool whatever the pass's size: a task long enough (tens of
+        milliseconds) to pay for the hand-off, for the pool's otherwise idle threads."""
+        return self._pool.submit(call, *args, **kwargs)
+
     def map(self, call: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
         """`call` over independent items in the pool, results in order, whatever the pass's
         size: deciding a column's drift (2-4 ms, its null draws mostly outside the GIL)
