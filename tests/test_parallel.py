@@ -233,3 +233,24 @@ def test_a_small_batch_simulates_its_nulls_in_the_pool_while_its_pass_runs(monke
     two = evaluate(batch, reference, config=_config(2, 100_000))
     assert before_deciding and set(before_deciding) == {3000}
     pd.testing.assert_frame_equal(one.drift_table, two.drift_table, check_exact=True)
+
+
+def test_one_thread_starts_no_other_thread(monkeypatch):
+    """`evaluation.threads = 1` means no thread of ours: no pool, no read-ahead, no
+    bridges drawn ahead, fitting and evaluating alike."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def noting(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", noting)
+    config = _config(1, 100_000)
+    reference = fit_reference(
+        make_frame(3000, seed=1), target="label", prediction="prediction", config=config
+    )
+    evaluate(make_frame(30_000, seed=2), reference, config=config)
+    assert started == []
+    evaluate(make_frame(30_000, seed=2), reference, config=_config(2, 100_000))
+    assert started  # the same calls with two threads do start some

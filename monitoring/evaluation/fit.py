@@ -22,6 +22,7 @@ from monitoring.collect.sources.spark_frame import SparkFrameSource
 from monitoring.core.accumulator import Chunk
 from monitoring.core.config import DriftConfig, MonitoringConfig, SchemaConfig
 from monitoring.core.engine import Engine, Steps
+from monitoring.core.parallel import thread_count
 from monitoring.core.schema import Schema, check_columns, infer_schema
 from monitoring.errors import DataError, EmptyBatchError, InvalidValueError, SchemaError
 from monitoring.evaluation.embedding_fit import EmbeddingFit, embedding_fit, with_embedding
@@ -230,8 +231,8 @@ def fit_reference_chunks(
     """
     drift = drift or DriftConfig()
     plan = _FitPlan(schema, drift, f"reference {source}", embedding, require_features)
-    if drift.needs_wasserstein_null:
-        draw_bridges_ahead(drift.seed, drift.simulations)
+    if drift.needs_wasserstein_null and thread_count(threads) > 1:
+        draw_bridges_ahead(drift.seed, drift.simulations)  # while the pass runs
     with Engine(threads) as engine:
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
         return finish_fit(plan, n_rows, engine, schema=schema, source=source)
@@ -298,11 +299,11 @@ def _assemble(
 ) -> tuple[Reference, Future[Any], list[str]]:
     """The reference from the collected columns; its performance estimator (being fitted)
     and that fit's notes, to add once it is done. Numeric profiles are made in the engine's
-    pool, and the Wasserstein nulls simulated there; the estimator is fitted in the pool
-    (`submit_long`: 20 ms at 5,000 rows, 0.15 s at 100,000) while this thread fits the
-    anomaly and reconstruction models and takes the digest. In the engine, BLAS is held
-    to one thread: the estimator's bootstrap takes 2 ms so, and a second in OpenBLAS's
-    spinning threads on a busy machine."""
+    pool (inline after a small pass), and the Wasserstein nulls taken there; the estimator
+    is fitted in the pool (`submit_long`: 20 ms at 5,000 rows, 0.15 s at 100,000) while
+    this thread fits the anomaly and reconstruction models and takes the digest. In the
+    engine, BLAS is held to one thread: the estimator's bootstrap takes 2 ms so, and a
+    second in OpenBLAS's spinning threads on a busy machine."""
     numeric_tasks: dict[str, Future[NumericalReference]] = {}
     dropped: list[str] = []
     for column, collector in numeric.items():
