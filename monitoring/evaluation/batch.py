@@ -20,10 +20,8 @@ from monitoring.collect.inference import load_model
 from monitoring.collect.sources import Source, open_source
 from monitoring.collect.sources.base import expected_rows
 from monitoring.collect.sources.spark_frame import SparkFrameSource
-from monitoring.core import engine as engine_module
 from monitoring.core.config import MonitoringConfig
 from monitoring.core.engine import Engine
-from monitoring.core.parallel import thread_count
 from monitoring.core.schema import check_roles_against
 from monitoring.errors import EmptyBatchError, SchemaError
 from monitoring.evaluation.batch_plan import BatchPlan
@@ -109,9 +107,7 @@ def evaluate(
     with Engine(config.evaluation.threads) as engine:
         calls = batch_free_nulls(reference, config.drift)
         rows = expected_rows(source)
-        small = rows is not None and rows < engine_module.INLINE_BELOW_ROWS
-        if small and thread_count(config.evaluation.threads) > 1:
-            # The pass will run in this thread: the pool's threads are free meanwhile.
+        if rows is not None and engine.pool_idle_during(rows):
             calls += batch_size_nulls(reference, config.drift, rows)
         ahead = [engine.submit(call) for call in calls]
         if isinstance(source, SparkFrameSource):

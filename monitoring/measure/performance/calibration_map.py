@@ -242,9 +242,8 @@ def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: n
                 len(truth), BOOTSTRAP_ROWS, replace=False
             )
         )
-        prob, truth, pred, scores = prob[kept], truth[kept], pred[kept], scores[kept]
-        hits = hits[kept]
-    real, est = _resampled_metrics(prob, truth, pred, scores, hits, classes, seed)
+        prob, pred, scores, hits = prob[kept], pred[kept], scores[kept], hits[kept]
+    real, est = _resampled_metrics(prob, pred, scores, hits, classes, seed)
     spread = {
         name: scale * float(np.nanstd(real[name] - est[name], ddof=1)) for name in gap
     }
@@ -254,14 +253,14 @@ def _check_gaps(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray, scores: n
 Resampled = dict[str, np.ndarray]  # a metric's value on each resample
 
 
-def _resampled_metrics(prob: np.ndarray, truth: np.ndarray, pred: np.ndarray,
-                       scores: np.ndarray, hits: np.ndarray, classes: Sequence[int],
+def _resampled_metrics(prob: np.ndarray, pred: np.ndarray, scores: np.ndarray,
+                       hits: np.ndarray, classes: Sequence[int],
                        seed: int) -> tuple[Resampled, Resampled]:  # fmt: skip
     """The metrics, realized and estimated, on each of BOOTSTRAP Poisson resamples of the
     rows: weight matrices, all at once, with ROC AUC on BOOTSTRAP_BINS coarser score bins
     (its spread, not its value)."""
     k = prob.shape[1]
-    weights = np.random.default_rng(seed).poisson(1.0, (BOOTSTRAP, len(truth))).astype(float)
+    weights = np.random.default_rng(seed).poisson(1.0, (BOOTSTRAP, len(pred))).astype(float)
     predicted = np.eye(k)[pred]
     n_pred = weights @ predicted
     # Per AUC class: rows sorted by their coarse score bin, and where each occupied bin
