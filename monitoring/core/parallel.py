@@ -17,6 +17,8 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from monitoring.core.allocator import keep_malloc_to_one_arena
+
 T = TypeVar("T")
 
 MAX_AUTO_THREADS = 8
@@ -65,6 +67,7 @@ def column_executor(setting: int) -> Executor:
     threads = thread_count(setting)
     if threads == 1:
         return InlineExecutor()
+    keep_malloc_to_one_arena()  # before the pool's first thread
     return ThreadPoolExecutor(threads, thread_name_prefix="monitoring-column")
 
 
