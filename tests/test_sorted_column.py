@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from monitoring.collect.columns import bin_codes
+from monitoring.stats import ecdf
 from monitoring.stats.ecdf import count_on_support, count_sorted_on_support, support_index
 from monitoring.stats.sorted_column import SortedColumn
 
@@ -83,11 +84,16 @@ def test_support_counts_of_sorted_values_equal_the_unsorted_ones():
         np.testing.assert_array_equal(getattr(fast, name), getattr(direct, name))
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["searched", "merged"])
 @pytest.mark.parametrize("as_index", [False, True], ids=["array", "index"])
 @pytest.mark.parametrize("n", [1, 50, 3000])
-def test_support_counts_on_a_large_support_equal_a_brute_force_count(n, as_index):
-    """Continuous values on a support larger than the chunk (the linear-merge path),
-    with values equal to support points, below the first and above the last."""
+def test_support_counts_on_a_large_support_equal_a_brute_force_count(
+    n, as_index, merged, monkeypatch
+):
+    """Continuous values on a support larger than the chunk (binary searches below
+    ecdf.MERGE_FROM_VALUES values, the linear merge from there on: both forced here), with
+    values equal to support points, below the first and above the last."""
+    monkeypatch.setattr(ecdf, "MERGE_FROM_VALUES", 0 if merged else 10**9)
     rng = np.random.default_rng(9)
     support = np.unique(rng.normal(size=2000).round(3))
     values = np.concatenate(

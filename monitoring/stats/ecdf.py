@@ -69,6 +69,13 @@ def count_on_support(values: np.ndarray, support: np.ndarray) -> SupportCounts:
     return count_sorted_on_support(np.sort(x[~np.isnan(x)]), support)
 
 
+MERGE_FROM_VALUES = 20_000
+"""From this many sorted values on, `count_sorted_on_support` merges them with the support
+(`_first_not_below`); fewer are binary-searched: as fast per value (0.11 against 0.10 ms
+for 5,000 values on 5,000 points), without the index whose uniqueness check costs more
+than the searches on a small batch."""
+
+
 def count_sorted_on_support(x: np.ndarray, support: np.ndarray | pd.Index) -> SupportCounts:
     """`count_on_support` of values already sorted, without NaN. `support` may be given
     as a `pd.Index` of it, built once for many calls (`support_index`)."""
@@ -80,7 +87,10 @@ def count_sorted_on_support(x: np.ndarray, support: np.ndarray | pd.Index) -> Su
         return SupportCounts(np.zeros(0, np.int64), np.array([n], np.int64), np.array([x.sum()]))
     if 8 * m < n:
         return _search_support_in_values(x, support)
-    index = _first_not_below(support_index(support) if table is None else table, x)
+    if n < MERGE_FROM_VALUES:
+        index = np.searchsorted(support, x, side="left")
+    else:
+        index = _first_not_below(support_index(support) if table is None else table, x)
     gap = np.bincount(index, minlength=m + 1).astype(np.int64)
     on_point = support[np.minimum(index, m - 1)] == x
     if on_point.any():
