@@ -32,6 +32,11 @@ CHUNKS = {
     "integers": [_categorical([1, 2, None], [1, 2]), _categorical([2, 1], [1, 2])],
     # Float categories print as integers only when every value in the chunk is whole.
     "floats": [_categorical([1.0, 2.5], [1.0, 2.5]), _categorical([1.0], [1.0, 2.5])],
+    "mixed objects": [_categorical(["a", 1, None], ["a", 1]), _categorical([1, "c"], [1, "c"])],
+    "text categories": [
+        _categorical(["b", "é", " a", "1"], ["b", "é", " a", "1"]),
+        pd.Series(pd.Categorical(["c", None], categories=pd.Index(["c"], dtype="string"))),
+    ],
     "plain strings": [
         pd.Series(["a", None, "x"], dtype=object),
         pd.Series(["c", "a"], dtype="string"),
@@ -48,14 +53,21 @@ def test_codes_equal_label_codes_chunk_after_chunk(chunks):
         assert got.dtype == np.int64
 
 
-@pytest.fixture
-def lookups(monkeypatch) -> list[int]:
-    """One entry per dictionary looked up in a vocabulary (`columns._vocabulary_index`)."""
+@pytest.mark.parametrize("chunks", CHUNKS.values(), ids=CHUNKS.keys())
+def test_codes_equal_label_codes_without_the_text_lookup(chunks, monkeypatch):
+    """Past TEXT_LOOKUP_MAX categories, text goes through `_vocabulary_index` too."""
     import monitoring.collect.columns as columns
 
+    monkeypatch.setattr(columns, "TEXT_LOOKUP_MAX", 0)
+    test_codes_equal_label_codes_chunk_after_chunk(chunks)
+
+
+@pytest.fixture
+def lookups(monkeypatch) -> list[int]:
+    """One entry per dictionary looked up in a vocabulary (`LabelCoder._category_index`)."""
     calls: list[int] = []
-    original = columns._vocabulary_index
-    monkeypatch.setattr(columns, "_vocabulary_index", lambda *a: calls.append(1) or original(*a))
+    original = LabelCoder._category_index
+    monkeypatch.setattr(LabelCoder, "_category_index", lambda *a: calls.append(1) or original(*a))
     return calls
 
 
