@@ -208,3 +208,28 @@ def test_exclude_of_a_batch_only_column_works_when_the_reference_is_fitted_on_th
     assert result.exit_code == 0, result.output
     assert "excluded column 'week' is not in the reference: nothing to exclude" in result.output
     assert WARNING not in result.output  # excluded: not reported as an extra column
+
+
+def test_an_excluded_column_is_given_no_inferred_role():
+    """`label` and `prediction` would be inferred from their names; excluded, they are not
+    monitored at all, and the same config evaluates a batch against that reference."""
+    config = MonitoringConfig().replace("schema", exclude=("label", "prediction"))
+    reference = fit_reference(REFERENCE, config=config)
+    assert reference.schema.target is None and reference.schema.prediction is None
+    assert set(reference.profiles) == {"price", "color"}
+    assert {"label", "prediction"} <= set(reference.schema.ignored)
+    report = evaluate(BATCH.drop(columns=["week"]), reference, config=config)
+    assert {c.column for c in report.columns} == {"price", "color"}
+    assert not report.performance  # no target, no prediction: nothing to measure
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [{"target": "label"}, {"numerical": ("price",)}, {"prediction_scores": {"a": "price"}}],
+    ids=["target", "numerical", "scores"],
+)
+def test_a_column_given_a_role_and_excluded_is_refused(roles):
+    column = "label" if "target" in roles else "price"
+    config = MonitoringConfig().replace("schema", exclude=(column,), **roles)
+    with pytest.raises(ConfigError, match=rf"'{column}' is both in schema\.\w+ and in schema"):
+        fit_reference(REFERENCE, config=config)

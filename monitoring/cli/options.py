@@ -166,7 +166,10 @@ def role_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Inferred from the target when not given.",
         ),
-        click.option("--exclude", help="Comma-separated columns that are not monitored."),
+        click.option(
+            "--exclude",
+            help="Comma-separated columns that are not monitored (no role is inferred for them).",
+        ),
         click.option("--numerical", help="Comma-separated numeric feature columns."),
         click.option("--categorical", help="Comma-separated categorical feature columns."),
         click.option("--id-col", help="Id column (kept in worst_samples.csv)."),

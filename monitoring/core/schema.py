@@ -141,6 +141,9 @@ def infer_schema(
     for column in config.exclude:  # a batch-only column (a week, an audit stamp) is fine
         if column not in sample.columns:
             notes.append(f"excluded column {column!r} is not in the reference: nothing to exclude")
+    _refuse_excluded_roles(config)
+    excluded = set(config.exclude)
+    columns = [c for c in columns if c not in excluded]  # no role is inferred for these
 
     def infer(role: str, given: str | None, names: tuple[str, ...]) -> str | None:
         if given is not None:
@@ -218,10 +221,28 @@ def infer_schema(
         task=task,
     )
     used = set(schema.columns)
-    ignored = tuple(c for c in columns if c not in used)
+    ignored = tuple(str(c) for c in sample.columns if str(c) not in used)
     if ignored:
         notes.append(f"ignored columns: {', '.join(ignored)}")
     return dataclasses.replace(schema, ignored=ignored), notes
+
+
+def _refuse_excluded_roles(config: SchemaConfig) -> None:
+    """A column given a role (`--target`, `--numerical`, ...) cannot be excluded too."""
+    excluded = set(config.exclude)
+    given = [
+        (f"schema.{name}", getattr(config, name))
+        for name in ("id", "timestamp", "target", "prediction")
+    ]
+    given += [("schema.prediction_scores", c) for c in config.prediction_scores.values()]
+    given += [("schema.numerical", c) for c in config.numerical or ()]
+    given += [("schema.categorical", c) for c in config.categorical or ()]
+    for setting, column in given:
+        if column is not None and column in excluded:
+            raise ConfigError(
+                f"column {column!r} is both in {setting} and in schema.exclude: "
+                "leave it out of one of them"
+            )
 
 
 def check_columns(
