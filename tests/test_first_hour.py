@@ -221,6 +221,7 @@ def test_an_excluded_column_is_given_no_inferred_role():
     report = evaluate(BATCH.drop(columns=["week"]), reference, config=config)
     assert {c.column for c in report.columns} == {"price", "color"}
     assert not report.performance  # no target, no prediction: nothing to measure
+    assert any(w.startswith("the reference's schema has no prediction") for w in report.warnings)
 
 
 @pytest.mark.parametrize(

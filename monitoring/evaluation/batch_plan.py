@@ -194,8 +194,9 @@ class BatchPlan:
         else:
             for column in self.schema.prediction_columns:
                 self.counts.columns.pop(column, None)  # prediction drift is not measurable
+            holder = "the batch" if self.schema.prediction_columns else "the reference's schema"
             self.warnings.append(
-                "the batch has no prediction column and no model was given: prediction "
+                f"{holder} has no prediction column and no model was given: prediction "
                 "drift and performance are not measured"
             )
         if self.samples is not None and self.has_prediction:
