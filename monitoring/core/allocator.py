@@ -4,10 +4,12 @@ glibc gives each new thread that allocates while another holds the main arena an
 its own (up to 8 per core), and memory freed into one arena serves only that arena's
 later requests. The pass allocates each chunk's arrays in one thread (the reader, a
 column task) and frees them in another, so every arena grows to hold a chunk or two of
-its own: a 1,000,000-row evaluation's peak RSS measured 717-775 MB with glibc's default,
-and 654-666 MB with one arena, in the same time (1.50-1.60 s against 1.51-1.81 s). The
-pass's threads allocate large arrays that numpy fills without holding the lock, so
-sharing the arena costs them no measurable wait.
+its own. A 1,000,000-row fit and evaluation in one process peaked at 717-775 MiB of RSS
+with glibc's default and 653-666 MiB with one arena from start-up, in the same time
+(1.50-1.60 s against 1.51-1.81 s); set here, at the first pass, 690-700 MiB against
+744-751 (pandas' import has made a second arena by then). The pass's threads allocate
+large arrays that numpy fills without holding the lock, so sharing the arena costs them
+no measurable wait.
 
 The limit holds for the rest of the process: glibc fixes its arena limit the first time a
 thread needs a new arena, and nothing can lift it afterwards. It is the setting that

@@ -20,7 +20,6 @@ import pandas as pd
 from monitoring.collect.sources import Source, open_source
 from monitoring.collect.sources.spark_frame import SparkFrameSource
 from monitoring.core.accumulator import Chunk
-from monitoring.core.allocator import keep_malloc_to_one_arena
 from monitoring.core.config import DriftConfig, MonitoringConfig, SchemaConfig
 from monitoring.core.engine import Engine, Steps
 from monitoring.core.parallel import thread_count
@@ -232,10 +231,9 @@ def fit_reference_chunks(
     """
     drift = drift or DriftConfig()
     plan = _FitPlan(schema, drift, f"reference {source}", embedding, require_features)
-    if drift.needs_wasserstein_null and thread_count(threads) > 1:
-        keep_malloc_to_one_arena()  # before the first thread (core.allocator)
-        draw_bridges_ahead(drift.seed, drift.simulations)  # while the pass runs
-    with Engine(threads) as engine:
+    with Engine(threads) as engine:  # its pool, if any, limits malloc's arenas first
+        if drift.needs_wasserstein_null and thread_count(threads) > 1:
+            draw_bridges_ahead(drift.seed, drift.simulations)  # while the pass runs
         n_rows = engine.run(chunks, plan, read_ahead_chunks=read_ahead_chunks)
         return finish_fit(plan, n_rows, engine, schema=schema, source=source)
 

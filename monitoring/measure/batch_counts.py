@@ -21,7 +21,6 @@ from monitoring.core.state import pack, pack_many, unpack, unpack_many
 from monitoring.errors import InvalidValueError
 from monitoring.measure.reference import CategoricalReference, NumericalReference, Reference
 from monitoring.stats.ecdf import (
-    MERGE_FROM_VALUES,
     SupportCounts,
     count_sorted_on_support,
     empty_support_counts,
@@ -98,12 +97,9 @@ class NumericalCounts:
         present = column.sorted
         self.counts += column.bin_counts(self.reference.edges)
         self.n_missing += column.n_missing
-        support: np.ndarray | pd.Index = self.reference.support
-        if present.size >= MERGE_FROM_VALUES:  # merged with the support: index it once
-            if self._support_index is None:
-                self._support_index = support_index(support)
-            support = self._support_index
-        self.support = self.support + count_sorted_on_support(present, support)
+        if self._support_index is None:
+            self._support_index = support_index(self.reference.support)  # once per pass
+        self.support = self.support + count_sorted_on_support(present, self._support_index)
         self.total += float(present.sum())
         self.total_sq += float(np.dot(present, present))
         low, high = self.reference.minimum, self.reference.maximum
